@@ -1,0 +1,104 @@
+"""What every miner shares (spec mining_sampling.md §0): labels on the batch's device (§0.1), the two
+Gram-matrix distance variants (§0.2), the inverse-sphere-distance negative weights (§0.3) and the
+batched categorical draws that replace the reference's per-anchor `np.random.choice` loop (§0.5).
+
+All draws use torch's global generator of the batch's device (seeded by the trainer with --seed).
+"""
+import numpy as np
+import torch
+
+
+class MiningError(ValueError):
+    """A batch or an option a miner cannot work with; the message names the cause."""
+
+
+def read_option(opt, flag):
+    """`opt.<flag>`, or a one-line error naming the missing --flag."""
+    if not hasattr(opt, flag):
+        raise MiningError('batch mining needs the option --{}, which is not set'.format(flag))
+    return getattr(opt, flag)
+
+
+def batch_labels(labels, batch, device=None):
+    """Labels (torch tensor on any device, numpy array or list) as a 1-D int64 tensor on `device`
+    (default: the batch's), one per batch row (§0.1; the reference's GPU-label crash D-7 is gone)."""
+    device = batch.device if device is None else device
+    if isinstance(labels, torch.Tensor):
+        labels = labels.detach().to(device=device, dtype=torch.int64)
+    else:
+        labels = torch.as_tensor(np.asarray(labels), dtype=torch.int64, device=device)
+    labels = labels.reshape(-1)
+    if labels.numel() != batch.shape[0]:
+        raise MiningError('batch mining got {} labels for a batch of {} embeddings'.format(
+            labels.numel(), batch.shape[0]))
+    return labels
+
+
+def pairwise_distances(batch, floor=0.0):
+    """§0.2: sqrt(max(n_i + n_j - 2 G_ij, floor)) with G = X Xᵀ; floor 0 is Dist-plain, 1e-4 Dist-eps."""
+    x = batch.detach()
+    gram = x @ x.T
+    norms = gram.diagonal()
+    return (norms[:, None] + norms[None, :] - 2 * gram).clamp(min=floor).sqrt()
+
+
+def label_masks(labels, col_labels=None):
+    """(same, positive, negative) B x M masks: S(i) incl. i, P(i) = S(i) without column i, N(i)."""
+    col_labels = labels if col_labels is None else col_labels
+    same = labels[:, None] == col_labels[None, :]
+    positive = same.clone()
+    diagonal = torch.arange(min(same.shape), device=same.device)
+    positive[diagonal, diagonal] = False
+    return same, positive, ~same
+
+
+def draw_uniform(mask):
+    """One column per row, uniform over the row's True entries; every row must have one."""
+    if mask.shape[0] == 0:
+        return torch.zeros(0, dtype=torch.int64, device=mask.device)
+    return torch.multinomial(mask.to(torch.float32), 1).squeeze(1)
+
+
+def draw_categorical(weights):
+    """One column per row, column j with probability w_ij / Σ_j w_ij (rows checked by the caller)."""
+    if weights.shape[0] == 0:
+        return torch.zeros(0, dtype=torch.int64, device=weights.device)
+    return torch.multinomial(weights, 1).squeeze(1)
+
+
+def inverse_sphere_weights(distances, dim, same_label):
+    """§0.3 for every row at once, stabilised exactly as the reference: ℓ = (2−D)·ln d − ((D−3)/2)·
+    ln(1 − d²/4), ℓ := 0 on same-label columns, u = exp(ℓ − max_row ℓ), u := 0 on same-label columns.
+    Computed in the distances' dtype, so float32 underflow gives the reference's exact zeros.
+    The upper cutoff is deliberately not applied (§0.3, D-10)."""
+    log_q = ((2.0 - float(dim)) * torch.log(distances)
+             - (float(dim - 3) / 2) * torch.log(1.0 - 0.25 * distances.pow(2)))
+    log_q = log_q.masked_fill(same_label, 0.0)
+    weights = torch.exp(log_q - log_q.max(dim=1, keepdim=True).values)
+    return weights.masked_fill(same_label, 0.0)
+
+
+def draw_inverse_sphere_negatives(distances, dim, same_label, rows, miner_name):
+    """One ISD negative for each anchor in `rows` (an index tensor). Where the reference gets NaN
+    probabilities and a ValueError (D-12), this raises a MiningError: an anchor without any
+    negative column, a negative at distance >= 2, or any other non-finite weight."""
+    distances, same_label = distances[rows], same_label[rows]
+    negative = ~same_label
+    lonely = ~negative.any(dim=1)
+    if lonely.any():
+        raise MiningError('{} mining: anchor {} has no negative (every column shares its label); '
+                          'the batch needs at least two classes'.format(
+                              miner_name, int(rows[lonely.nonzero()[0, 0]])))
+    if (distances[negative] >= 2).any():
+        raise MiningError('{} mining: a negative lies at distance >= 2; inverse-sphere weights need '
+                          'L2-normalised embeddings (0 < d < 2)'.format(miner_name))
+    weights = inverse_sphere_weights(distances, dim, same_label)
+    if not torch.isfinite(weights).all() or not (weights.sum(dim=1) > 0).all():
+        raise MiningError('{} mining: non-finite inverse-sphere weights (NaN embeddings, or a negative '
+                          'at distance 0 with a lower cutoff of 0)'.format(miner_name))
+    return draw_categorical(weights)
+
+
+def as_triplets(anchors, positives, negatives):
+    """The triplet form (§0.4 as settled by the issue): an int64 (T, 3) tensor of (a, p, n) rows."""
+    return torch.stack([anchors, positives, negatives], dim=1).to(torch.int64)

@@ -1,0 +1,1 @@
+"""The shared training pipeline of main.py and main_original.py."""
