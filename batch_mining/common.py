@@ -42,38 +42,45 @@ def pairwise_distances(batch, floor=0.0):
     return (norms[:, None] + norms[None, :] - 2 * gram).clamp(min=floor).sqrt()
 
 
-def label_masks(labels, col_labels=None):
-    """(same, positive, negative) B x M masks: S(i) incl. i, P(i) = S(i) without column i, N(i)."""
-    col_labels = labels if col_labels is None else col_labels
-    same = labels[:, None] == col_labels[None, :]
-    positive = same.clone()
-    diagonal = torch.arange(min(same.shape), device=same.device)
-    positive[diagonal, diagonal] = False
+def label_masks(labels):
+    """The B x B masks (same, positive, negative) of §0.1: S(i) including i, P(i) = S(i) minus i, N(i)."""
+    same = labels[:, None] == labels[None, :]
+    positive = same & ~torch.eye(len(labels), dtype=torch.bool, device=labels.device)
     return same, positive, ~same
 
 
 def draw_uniform(mask):
     """One column per row, uniform over the row's True entries; every row must have one."""
-    if mask.shape[0] == 0:
-        return torch.zeros(0, dtype=torch.int64, device=mask.device)
-    return torch.multinomial(mask.to(torch.float32), 1).squeeze(1)
+    return draw_categorical(mask)
 
 
 def draw_categorical(weights):
-    """One column per row, column j with probability w_ij / Σ_j w_ij (rows checked by the caller)."""
-    if weights.shape[0] == 0:
+    """One column per row, column j with probability w_ij / Σ_j w_ij (rows checked by the caller).
+    Inverse-CDF sampling in float64 with one uniform draw per row; unlike torch.multinomial on the
+    CPU it costs about as much as a cumsum. A zero-weight column can never be returned."""
+    n_rows, n_columns = weights.shape
+    if n_rows == 0:
         return torch.zeros(0, dtype=torch.int64, device=weights.device)
-    return torch.multinomial(weights, 1).squeeze(1)
+    cdf = weights.to(torch.float64).cumsum(dim=1)
+    u = torch.rand(n_rows, 1, dtype=torch.float64, device=weights.device) * cdf[:, -1:]
+    drawn = torch.searchsorted(cdf, u, right=True).squeeze(1)
+    last_positive = n_columns - 1 - (weights > 0).flip(1).to(torch.int8).argmax(dim=1)
+    return torch.where(drawn < n_columns, drawn, last_positive)
+
+
+def inverse_sphere_log_weights(distances, dim):
+    """§0.3 step 1: ℓ = (2−D)·ln d − ((D−3)/2)·ln(1 − d²/4), the negative log-density (up to a
+    constant) of the distance between two uniform points on the unit sphere in R^D."""
+    return ((2.0 - float(dim)) * torch.log(distances)
+            - (float(dim - 3) / 2) * torch.log(1.0 - 0.25 * distances.pow(2)))
 
 
 def inverse_sphere_weights(distances, dim, same_label):
-    """§0.3 for every row at once, stabilised exactly as the reference: ℓ = (2−D)·ln d − ((D−3)/2)·
-    ln(1 − d²/4), ℓ := 0 on same-label columns, u = exp(ℓ − max_row ℓ), u := 0 on same-label columns.
+    """§0.3 steps 2-4 for every row at once, stabilised exactly as the reference: ℓ := 0 on
+    same-label columns, u = exp(ℓ − max_row ℓ), u := 0 on same-label columns (unnormalised).
     Computed in the distances' dtype, so float32 underflow gives the reference's exact zeros.
     The upper cutoff is deliberately not applied (§0.3, D-10)."""
-    log_q = ((2.0 - float(dim)) * torch.log(distances)
-             - (float(dim - 3) / 2) * torch.log(1.0 - 0.25 * distances.pow(2)))
-    log_q = log_q.masked_fill(same_label, 0.0)
+    log_q = inverse_sphere_log_weights(distances, dim).masked_fill(same_label, 0.0)
     weights = torch.exp(log_q - log_q.max(dim=1, keepdim=True).values)
     return weights.masked_fill(same_label, 0.0)
 

@@ -1,0 +1,21 @@
+"""`lifted` miner (spec mining_sampling.md A.8), set form, no random draws. For each anchor with a
+positive, ascending: all its positives P(i) and all its negatives N(i).
+
+Returns `(anchors, positives, negatives)`: a list of int anchor positions and two lists of
+ascending int64 numpy arrays, one array per anchor.
+"""
+from batch_mining.common import batch_labels, label_masks
+from batch_mining.npair import rows_as_arrays
+
+
+class BatchMiner:
+    def __init__(self, opt):
+        self.par = opt
+        self.name = 'lifted'
+
+    def __call__(self, batch, labels):
+        labels = batch_labels(labels, batch)
+        _, positive, negative = label_masks(labels)
+        anchors = positive.any(dim=1).nonzero().squeeze(1)
+        return (anchors.tolist(), rows_as_arrays(positive[anchors].cpu().numpy()),
+                rows_as_arrays(negative[anchors].cpu().numpy()))

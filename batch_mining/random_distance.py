@@ -1,0 +1,30 @@
+"""`random_distance` miner (spec mining_sampling.md A.9), a baseline: the distance miner's draws
+under a uniformly random permutation of the batch labels (the embeddings stay in place). Anchors
+are the positions whose shuffled label occurs twice; positive uniform over the shuffled P(i),
+negative with the inverse-sphere weights (§0.3) under the shuffled labels, on Dist-plain distances
+clamped at --miner_distance_lower_cutoff (upper cutoff unused, D-10).
+Its `.name` is 'distance', as in the reference (D-14): losses treat it as the distance miner.
+"""
+import torch
+
+from batch_mining.common import (as_triplets, batch_labels, draw_inverse_sphere_negatives, draw_uniform,
+                                 label_masks, pairwise_distances, read_option)
+
+
+class BatchMiner:
+    def __init__(self, opt):
+        self.par = opt
+        self.lower_cutoff = read_option(opt, 'miner_distance_lower_cutoff')
+        self.upper_cutoff = read_option(opt, 'miner_distance_upper_cutoff')
+        self.name = 'distance'
+
+    def __call__(self, batch, labels):
+        labels = batch_labels(labels, batch)
+        shuffled = labels[torch.randperm(labels.numel(), device=labels.device)]
+        dim = batch.shape[-1]
+        distances = pairwise_distances(batch).clamp(min=self.lower_cutoff)
+        same, positive, _ = label_masks(shuffled)
+        anchors = positive.any(dim=1).nonzero().squeeze(1)
+        positives = draw_uniform(positive[anchors])
+        negatives = draw_inverse_sphere_negatives(distances, dim, same, anchors, 'random_distance')
+        return as_triplets(anchors, positives, negatives)

@@ -1,0 +1,40 @@
+"""`rho_distance` miner (spec mining_sampling.md A.5), the ρ-regularised distance miner: for each
+anchor with a positive, with probability --miner_rho_distance_cp a "push" triplet (i, i, n) whose
+n is uniform over P(i); otherwise (i, p, n) with p uniform over P(i) and n drawn with the
+inverse-sphere weights (§0.3) on Dist-eps distances clamped at --miner_rho_distance_lower_cutoff.
+The upper cutoff is stored but never applied (D-10). The coin is drawn for every position.
+`self.push_triplets` counts the returned triplets whose positive and negative share a label.
+"""
+import torch
+
+from batch_mining.common import (as_triplets, batch_labels, draw_inverse_sphere_negatives, draw_uniform,
+                                 label_masks, pairwise_distances, read_option)
+
+
+class BatchMiner:
+    def __init__(self, opt):
+        self.par = opt
+        self.lower_cutoff = read_option(opt, 'miner_rho_distance_lower_cutoff')
+        self.upper_cutoff = read_option(opt, 'miner_rho_distance_upper_cutoff')
+        self.contrastive_p = read_option(opt, 'miner_rho_distance_cp')
+        self.push_triplets = 0
+        self.name = 'rho_distance'
+
+    def __call__(self, batch, labels, return_distances=False):
+        labels = batch_labels(labels, batch)
+        dim = batch.shape[-1]
+        distances = pairwise_distances(batch, floor=1e-4).clamp(min=self.lower_cutoff)
+        same, positive, _ = label_masks(labels)
+        push = torch.rand(labels.numel(), device=labels.device) < self.contrastive_p
+        anchors = positive.any(dim=1).nonzero().squeeze(1)
+        same_class = draw_uniform(positive[anchors])
+        pushed = push[anchors]
+        regular = anchors[~pushed]
+        positives = torch.where(pushed, anchors, same_class)
+        negatives = same_class.clone()
+        negatives[~pushed] = draw_inverse_sphere_negatives(distances, dim, same, regular, self.name)
+        triplets = as_triplets(anchors, positives, negatives)
+        self.push_triplets = int((labels[positives] == labels[negatives]).sum())
+        if return_distances:
+            return triplets, distances
+        return triplets

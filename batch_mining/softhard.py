@@ -1,0 +1,33 @@
+"""`softhard` miner (spec mining_sampling.md A.3), for anchors with a positive: positive uniform over
+the positives farther than the closest negative (else over P(i)); negative, drawn independently,
+uniform over the negatives closer than the farthest positive (else over N(i)).
+
+Deviation (D-9): an anchor without negatives (a one-class batch, where the reference crashes) is
+skipped.
+"""
+import torch
+
+from batch_mining.common import as_triplets, batch_labels, draw_uniform, label_masks, pairwise_distances
+
+
+class BatchMiner:
+    def __init__(self, opt):
+        self.par = opt
+        self.name = 'softhard'
+
+    def __call__(self, batch, labels, return_distances=False):
+        labels = batch_labels(labels, batch)
+        distances = pairwise_distances(batch)
+        _, positive, negative = label_masks(labels)
+        anchors = (positive.any(dim=1) & negative.any(dim=1)).nonzero().squeeze(1)
+        row_distances, row_positive, row_negative = distances[anchors], positive[anchors], negative[anchors]
+        closest_negative = row_distances.masked_fill(~row_negative, float('inf')).min(dim=1, keepdim=True).values
+        farthest_positive = row_distances.masked_fill(~row_positive, float('-inf')).max(dim=1, keepdim=True).values
+        hard_positive = row_positive & (row_distances > closest_negative)
+        hard_negative = row_negative & (row_distances < farthest_positive)
+        positive_pool = torch.where(hard_positive.any(dim=1, keepdim=True), hard_positive, row_positive)
+        negative_pool = torch.where(hard_negative.any(dim=1, keepdim=True), hard_negative, row_negative)
+        triplets = as_triplets(anchors, draw_uniform(positive_pool), draw_uniform(negative_pool))
+        if return_distances:
+            return triplets, distances.cpu().numpy()
+        return triplets
