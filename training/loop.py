@@ -43,8 +43,8 @@ class TrainingRun:
         self.opt = opt
         self.resume_state = None
         self.wandb_run_id = None
-        criterion_needs_miner = criteria.requires_batchminer(opt.loss)
-        setup.validate_options(opt, lsd_trainer, criterion_needs_miner)
+        criterion_needs_miner = setup.criterion_needs_miner(opt.loss)
+        setup.validate_options(opt, lsd_trainer)
         self.lsd = lsd_trainer and criteria.is_lsd(opt.loss)
 
         if opt.resume:
@@ -287,9 +287,18 @@ def options_for_resume(cli_opt):
     return opt
 
 
+def redact_key_in_argv(key):
+    """W&B records the command line; the API key must not travel with it."""
+    if key in misc.WANDB_KEY_PLACEHOLDERS:
+        return
+    sys.argv[:] = [misc.REDACTED if arg == key else arg.replace('=' + key, '=' + misc.REDACTED)
+                   for arg in sys.argv]
+
+
 def main(argv=None, lsd_trainer=True):
     setup.global_setup()
     opt = parameters.read_arguments(argv)
+    redact_key_in_argv(opt.wandb_key)
     try:
         if opt.resume:
             opt = options_for_resume(opt)

@@ -18,7 +18,27 @@ def strip_lsd(loss):
     return loss[:-len('_lsd')] if loss.endswith('_lsd') else loss
 
 
-def validate_options(opt, lsd_trainer, criterion_needs_miner):
+def criterion_needs_miner(loss):
+    import criteria
+    module = criteria.BASE_LOSSES.get(criteria.base_name(loss))
+    return bool(module is not None and module.REQUIRES_BATCHMINER)
+
+
+def validate_loss_and_miner(opt):
+    """Unknown loss or miner, or a miner the loss does not accept: caught before any folder exists."""
+    import batch_mining
+    import criteria
+    if opt.loss not in criteria.LOSS_NAMES or opt.loss in criteria.UNSUPPORTED:
+        criteria.select(opt.loss, opt)  # raises the registry's own one-line message
+    if criterion_needs_miner(opt.loss):
+        module = criteria.BASE_LOSSES[criteria.base_name(opt.loss)]
+        miner = batch_mining.select(opt.batch_mining, opt)
+        if miner.name not in module.ALLOWED_MINING_OPS:
+            raise StartupError('--batch_mining {}: {}-mining not allowed for {}-loss! Allowed: {}'.format(
+                opt.batch_mining, miner.name, opt.loss, ', '.join(module.ALLOWED_MINING_OPS)))
+
+
+def validate_options(opt, lsd_trainer):
     """Fail before any folder or W&B run exists (project decision, §3.1 step 3)."""
     import criteria
     import metrics
@@ -45,13 +65,14 @@ def validate_options(opt, lsd_trainer, criterion_needs_miner):
     if opt.optim not in ('adam', 'sgd'):
         raise StartupError('Optimizer {} not available! (--optim adam or sgd)'.format(opt.optim))
     opt.loss_source = strip_lsd(opt.loss)
-    if criterion_needs_miner and opt.batch_mining == 'semihard':
+    if criterion_needs_miner(opt.loss) and opt.batch_mining == 'semihard':
         flag = 'loss_{}_margin'.format(opt.loss_source)
         if not hasattr(opt, flag):
             raise StartupError('--batch_mining semihard reads the margin --{}, which does not exist for '
                                '--loss {}.'.format(flag, opt.loss))
     if opt.n_epochs < 1:
         raise StartupError('--n_epochs must be at least 1.')
+    validate_loss_and_miner(opt)
 
 
 def substitute_savename(opt):

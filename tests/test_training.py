@@ -1,0 +1,174 @@
+"""End-to-end behaviour of the two trainers (spec training.md §3-5, §8) on the embedded digits dataset."""
+import csv
+import glob
+import os
+import pickle
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from training import loop
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FAST = ['--dataset', 'digits', '--arch', 'resnet18_normalize', '--not_pretrained', '--bs', '40',
+        '--samples_per_class', '4', '--kernels', '0', '--embed_dim', '32', '--lr', '0.001', '--seed', '3']
+
+
+def train(tmp_path, *extra, lsd=True, n_epochs=2, savename='run'):
+    argv = FAST + ['--n_epochs', str(n_epochs), '--save_path', str(tmp_path), '--savename', savename] + list(extra)
+    return loop.main(argv, lsd_trainer=lsd)
+
+
+def read_csv(path):
+    with open(path, newline='') as handle:
+        return list(csv.reader(handle))
+
+
+def metric_rows(run_folder, log_key='Test'):
+    """Every metric CSV of one evaluated set, as {file name: rows}."""
+    files = sorted(glob.glob(os.path.join(run_folder, 'CSV_Logs', 'Data_{}_discriminative_*.csv'.format(log_key))))
+    return {os.path.basename(f): read_csv(f) for f in files}
+
+
+@pytest.fixture(scope='module')
+def baseline_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp('baseline')
+    run = train(tmp, '--loss', 'triplet', '--batch_mining', 'distance', lsd=False)
+    return run
+
+
+@pytest.fixture(scope='module')
+def lsd_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp('lsd')
+    run = train(tmp, '--loss', 'triplet_lsd', '--batch_mining', 'distance', '--kd_alpha', '50')
+    return run
+
+
+def test_baseline_writes_every_output_file(baseline_run):
+    folder = baseline_run.opt.save_path
+    assert folder.endswith('/digits/run')
+    for name in ['Parameter_Info.txt', 'hypa.pkl', 'training_summary.txt',
+                 'checkpoint_Test_discriminative_e_recall@1.pth.tar',
+                 'checkpoint_Train_discriminative_e_recall@1.pth.tar']:
+        assert os.path.isfile(os.path.join(folder, name)), name
+    iterations = len(baseline_run.dataloaders['training'])
+    assert len(read_csv(os.path.join(folder, 'CSV_Logs', 'Data_Model Grad_L2.csv'))) == 1 + 2 * iterations
+    assert read_csv(os.path.join(folder, 'CSV_Logs', 'Data_Train_epochs.csv')) == [['epochs'], ['0'], ['1']]
+    assert read_csv(os.path.join(folder, 'CSV_Logs', 'Data_Test_discriminative_e_recall.csv'))[0] == \
+        ['e_recall@1', 'e_recall@5', 'e_recall@10']
+    assert os.path.isfile(os.path.join(folder, 'Progression_Plots', 'Graph_Test_discriminative_e_recall.svg'))
+    assert not glob.glob(os.path.join(os.path.dirname(folder), '**', 'net_*.pth'), recursive=True)
+    assert not os.path.exists(os.path.join(os.path.dirname(folder), 'Sample_Group'))
+
+
+def test_parameter_info_and_hypa_hold_the_options(baseline_run):
+    folder = baseline_run.opt.save_path
+    with open(os.path.join(folder, 'hypa.pkl'), 'rb') as handle:
+        saved = pickle.load(handle)
+    assert saved.loss == 'triplet' and saved.save_path == folder and saved.n_classes == 5
+    text = open(os.path.join(folder, 'Parameter_Info.txt')).read()
+    assert text.startswith('dataset\n\tdigits\n\n') and '\nfc_lr\n\t-1\n\n' in text
+
+
+def test_checkpoint_content(baseline_run):
+    folder = baseline_run.opt.save_path
+    checkpoint = torch.load(os.path.join(folder, 'checkpoint_Test_discriminative_e_recall@1.pth.tar'),
+                            weights_only=False)
+    assert set(checkpoint) == {'state_dict', 'opt', 'progress', 'aux'}
+    assert 'model.last_linear.weight' in checkpoint['state_dict']
+    best = max(checkpoint['progress']['Test'].groups['discriminative_e_recall']['e_recall@1']['content'])
+    logged = [float(r[0]) for r in read_csv(os.path.join(folder, 'CSV_Logs',
+                                                         'Data_Test_discriminative_e_recall.csv'))[1:]]
+    assert best == pytest.approx(max(logged))
+
+
+def test_training_summary_has_one_line_per_metric_group(baseline_run):
+    lines = open(os.path.join(baseline_run.opt.save_path, 'training_summary.txt')).read().splitlines()
+    assert lines[0].startswith('Training Time: ') and lines[1] == '---------------'
+    assert 'TRAIN metrics: loss: loss: ' in lines[2]
+    assert any(line.startswith('TEST metrics: discriminative_e_recall: e_recall@1: ') for line in lines)
+    assert any(line.startswith('MODEL GRAD metrics: L2') for line in lines)
+
+
+def test_gradient_statistics_are_rms_and_max():
+    model = torch.nn.Linear(3, 2)
+    model.weight.grad = torch.tensor([[1., -2., 3.], [0., 0., 4.]])
+    model.bias.grad = torch.tensor([-5., 1.])
+    rms, largest = loop.gradient_statistics(model)
+    entries = np.array([1, -2, 3, 0, 0, 4, -5, 1.])
+    assert rms == pytest.approx(np.sqrt(np.mean(entries ** 2))) and largest == 5.0
+
+
+def test_lsd_logs_rank_and_kd_and_weight_is_zero_at_epoch_0(lsd_run):
+    folder = lsd_run.opt.save_path
+    total = read_csv(os.path.join(folder, 'CSV_Logs', 'Data_Train_loss.csv'))
+    rank = read_csv(os.path.join(folder, 'CSV_Logs', 'Data_Train_loss_rank.csv'))
+    kd = read_csv(os.path.join(folder, 'CSV_Logs', 'Data_Train_loss_kd.csv'))
+    assert total[1] == rank[1] and float(kd[1][0]) == 0.0       # epoch 0: no teacher, weight 0
+    weight = 1 / 2 * 50 * 1.0 ** 2                              # (e/N)·α·τ² at epoch 1
+    assert float(kd[2][0]) > 0
+    assert float(total[2][0]) == pytest.approx(float(rank[2][0]) + weight * float(kd[2][0]), rel=1e-5)
+
+
+def test_lsd_snapshot_equals_the_student_after_the_last_epoch(lsd_run):
+    student = lsd_run.model.state_dict()
+    assert set(lsd_run.teacher_snapshot) == set(student)
+    assert all(torch.equal(lsd_run.teacher_snapshot[k], student[k]) for k in student)
+
+
+def test_alpha_zero_lsd_reproduces_the_baseline(tmp_path, baseline_run):
+    run = train(tmp_path, '--loss', 'triplet_lsd', '--batch_mining', 'distance', '--kd_alpha', '0')
+    for log_key in ('Test', 'Train'):
+        baseline = metric_rows(baseline_run.opt.save_path, log_key)
+        assert baseline and metric_rows(run.opt.save_path, log_key) == baseline
+    assert read_csv(os.path.join(run.opt.save_path, 'CSV_Logs', 'Data_Train_loss_rank.csv'))[1:] == \
+        read_csv(os.path.join(baseline_run.opt.save_path, 'CSV_Logs', 'Data_Train_loss.csv'))[1:]
+
+
+def test_main_py_accepts_a_plain_loss(tmp_path, baseline_run):
+    run = train(tmp_path, '--loss', 'triplet', '--batch_mining', 'distance', n_epochs=1)
+    assert run.teacher is None
+    first_epoch = {k: v[:2] for k, v in metric_rows(baseline_run.opt.save_path).items()}
+    assert metric_rows(run.opt.save_path) == first_epoch
+
+
+def test_fc_lr_puts_the_embedding_layer_in_its_own_group():
+    import architectures
+    import parameters
+    from training import setup
+    opt = parameters.read_arguments(['--arch', 'resnet18', '--not_pretrained', '--fc_lr', '0.001'])
+    model = architectures.select(opt.arch, opt)
+    groups = setup.network_parameter_groups(model, opt)
+    head = {id(p) for p in model.model.last_linear.parameters()}
+    assert [g['lr'] for g in groups] == [opt.lr, 0.001]
+    assert {id(p) for p in groups[1]['params']} == head
+    assert not head & {id(p) for p in groups[0]['params']}
+    assert len(groups[0]['params']) + len(groups[1]['params']) == len(list(model.parameters()))
+
+
+def run_script(script, *args):
+    env = dict(os.environ, PYTHONWARNINGS='ignore')
+    return subprocess.run([sys.executable, script] + list(args), cwd=ROOT, capture_output=True, text=True,
+                          env=env, timeout=300)
+
+
+@pytest.mark.parametrize('script,args,needle', [
+    ('main.py', ['--bs', '10', '--samples_per_class', '3'], 'Batchsize needs to fit'),
+    ('main_original.py', ['--bs', '10', '--samples_per_class', '3'], 'Batchsize needs to fit'),
+    ('main_original.py', ['--loss', 'triplet_lsd'], 'main.py'),
+    ('main.py', ['--arch', 'vgg16'], '--arch'),
+    ('main.py', ['--optim', 'rmsprop'], 'Optimizer rmsprop not available'),
+    ('main.py', ['--storage_metrics', 'nmi', '--evaluation_metrics', 'e_recall@1'], '--storage_metrics'),
+    ('main.py', ['--dataset', 'cub200', '--arch', 'resnet18', '--not_pretrained'], 'cub200'),
+])
+def test_bad_input_is_one_line_and_creates_nothing(tmp_path, script, args, needle):
+    result = run_script(script, '--save_path', str(tmp_path / 'out'), '--source', str(tmp_path / 'nodata'),
+                        '--kernels', '0', *args)
+    assert result.returncode == 2
+    error_lines = [line for line in result.stderr.splitlines() if line.startswith('error:')]
+    assert len(error_lines) == 1 and needle in error_lines[0] and 'Traceback' not in result.stderr
+    assert not os.path.exists(tmp_path / 'out' / 'cub200' / 'Sample_Group')
+    assert not glob.glob(str(tmp_path / 'out' / '*' / '*'))
