@@ -1,0 +1,126 @@
+"""Forward + backward of every loss with its default miner, vectorised (criteria/, batch_mining/) against the
+reference-style per-anchor loops of bench/loop_criteria.py, with and without LSD.
+
+Batch: bs 112 = 56 classes × 2, embed_dim 128, L2-normalised float32 rows on the CPU; LSD at epoch 5 of 150
+(non-zero distillation weight, so the teacher term and its gradient are computed). The two implementations
+of each row are timed alternately in this one run; the table gives the best and the median milliseconds
+of each, and the speed-up of the best times (the best is the robust figure on a shared, oversubscribed CPU).
+For the miner-free losses and the deterministic lifted miner it also prints the largest difference of the
+loss values between the two implementations (a sanity check; tests/test_criteria_*.py are the real ones).
+
+    python3 bench/loss_step.py [--repeats 9] [--losses triplet margin ...] [--threads 1]
+"""
+import argparse
+import os
+import statistics
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path[:0] = [ROOT, os.path.dirname(os.path.abspath(__file__))]
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+import batch_mining  # noqa: E402
+import criteria  # noqa: E402
+import loop_criteria  # noqa: E402
+import parameters  # noqa: E402
+
+DEFAULT_MINER = {'npair': 'npair', 'angular': 'npair', 'lifted': 'lifted'}
+DETERMINISTIC = {'proxynca', 'multisimilarity', 'histogram', 'softmax', 'softtriplet', 'arcface', 'ap_loss',
+                 'lifted'}
+EPOCH = 5
+
+
+def make_opt():
+    opt = parameters.read_arguments(['--bs', '112', '--samples_per_class', '2', '--embed_dim', '128'])
+    opt.n_classes, opt.device = 56, torch.device('cpu')
+    return opt
+
+
+def step_vectorised(criterion, embeddings, teacher, labels, use_lsd):
+    batch = embeddings.clone().requires_grad_()
+    if use_lsd:
+        loss = criterion(batch=batch, teacher_batch=teacher, labels=labels, epoch=EPOCH, n_epochs=150)[0]
+    else:
+        loss = criterion(batch=batch, labels=labels)
+    loss.backward()
+    return loss.item()
+
+
+def step_loop(loss_name, miner, opt, state, embeddings, teacher, labels, use_lsd, weight):
+    batch = embeddings.clone().requires_grad_()
+    loss = loop_criteria.LOSSES[loss_name](batch, labels, miner, opt, state)
+    if use_lsd:
+        loss = loss + weight * loop_criteria.distillation(batch, teacher, labels, opt.kd_tau, opt.kd_beta)
+    loss.backward()
+    return loss.item()
+
+
+def timed(function):
+    start = time.perf_counter()
+    value = function()
+    return (time.perf_counter() - start) * 1000, value
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--repeats', type=int, default=9)
+    parser.add_argument('--losses', nargs='+', default=criteria.BASE_LOSS_NAMES)
+    parser.add_argument('--threads', type=int, default=1,
+                        help='torch intra-op threads; 1 by default because a shared, oversubscribed CPU makes '
+                             'multi-threaded timings erratic (0: leave torch\'s default)')
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    np.random.seed(0)
+
+    opt = make_opt()
+    labels = torch.arange(56).repeat_interleave(2)
+    embeddings = torch.nn.functional.normalize(torch.randn(112, 128), dim=1)
+    teacher = torch.nn.functional.normalize(embeddings + 0.1 * torch.randn(112, 128), dim=1)
+
+    print('bs 112 (56 classes x 2), embed_dim 128, float32, CPU, torch {} with {} threads, {} alternating '
+          'repeats (ms: best / median; speed-up of the best)'.format(
+              torch.__version__, torch.get_num_threads(), args.repeats))
+    header = '{:<20} {:<9} {:>18} {:>18} {:>9} {:>12}'.format(
+        'loss', 'miner', 'vectorised ms', 'loop ms', 'speed-up', '|value diff|')
+    print(header)
+    print('-' * len(header))
+    for loss_name in args.losses:
+        for use_lsd in (False, True):
+            key = loss_name + ('_lsd' if use_lsd else '')
+            miner_key = DEFAULT_MINER.get(loss_name, 'distance')
+            module = criteria.BASE_LOSSES[loss_name]
+            miner = batch_mining.select(miner_key, opt) if module.REQUIRES_BATCHMINER else None
+            criterion = criteria.select(key, opt, batchminer=miner)
+            state = {name: parameter.detach() for name, parameter in criterion.named_parameters()}
+            state = {name.split('.')[-1]: value for name, value in state.items()}
+            loop_miner = loop_criteria.MINERS[miner_key]() if module.REQUIRES_BATCHMINER else None
+            weight = criterion.distillation_weight(EPOCH) if use_lsd else 0.0
+
+            def run_vectorised():
+                return step_vectorised(criterion, embeddings, teacher, labels, use_lsd)
+
+            def run_loop():
+                return step_loop(loss_name, loop_miner, opt, state, embeddings, teacher, labels, use_lsd, weight)
+
+            run_vectorised(), run_loop()
+            fast_times, loop_times, differences = [], [], []
+            for _ in range(args.repeats):
+                fast_ms, fast_value = timed(run_vectorised)
+                loop_ms, loop_value = timed(run_loop)
+                fast_times.append(fast_ms)
+                loop_times.append(loop_ms)
+                differences.append(abs(fast_value - loop_value))
+            fast, loop = min(fast_times), min(loop_times)
+            difference = '{:.1e}'.format(max(differences)) if loss_name in DETERMINISTIC else '-'
+            print('{:<20} {:<9} {:>8.2f} / {:>7.2f} {:>8.2f} / {:>7.2f} {:>8.1f}x {:>12}'.format(
+                key, miner_key if miner else '-', fast, statistics.median(fast_times), loop,
+                statistics.median(loop_times), loop / fast, difference), flush=True)
+
+
+if __name__ == '__main__':
+    main()
