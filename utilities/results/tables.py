@@ -1,0 +1,123 @@
+"""Display names and the LaTeX tables (spec data_metrics.md §E.5-E.6).
+
+Beyond the reference's `R-` prefix for spectrum-regularised groups (`reg_` in the name), groups of
+this project's sample runs get `L-` for LSD (`lsd_`) and a noise tag for noisy-label runs
+(`noisy<percent>` in the first name token, e.g. `CUBnoisy30lsd_Triplet_Distance`), so that no two
+groups of one dataset share a display name.
+"""
+import math
+import re
+
+# group substring -> (table name, plot name); first match wins (§E.5).
+NAME_RULES = (
+    ('Margin_b06_Distance', r'Margin (D, \beta=0.6)', r'Margin (D), \beta=0.6'),
+    ('Margin_b12_Distance', r'Margin (D, \beta=1.2)', r'Margin (D), \beta=1.2'),
+    ('ArcFace', 'ArcFace', 'ArcFace'),
+    ('Histogram', 'Histogram', 'Histogram'),
+    ('SoftTriple', 'SoftTriple', 'SoftTriple'),
+    ('Contrastive', 'Contrastive (D)', 'Contrastive (D)'),
+    ('Triplet_Distance', 'Triplet (D)', 'Triplet (D)'),
+    ('Quadruplet_Distance', 'Quadruplet (D)', 'Quadruplet (D)'),
+    ('SNR_Distance', 'SNR (D)', 'SNR (D)'),
+    ('Triplet_Random', 'Triplet (R)', 'Triplet (R)'),
+    ('Triplet_Semihard', 'Triplet (S)', 'Triplet (S)'),
+    ('Triplet_Softhard', 'Triplet (H)', 'Triplet (H)'),
+    ('Softmax', 'Softmax', 'Softmax'),
+    ('MS', 'Multisimilarity', 'Multisimilarity'),
+)
+DEFAULT_COLUMNS = ('R@1', 'R@2', 'F1', 'mAP', 'NMI', 'Max_Epoch')
+UNSCALED = ('Max_Epoch', 'Intra_over_Inter', 'Intra', 'Inter', 'Rho1', 'Rho2', 'Rho3', 'Rho4')
+SHARED_DATASETS = ('CUB', 'CARS', 'SOP')
+SHARED_COLUMNS = ('R@1', 'NMI')
+PREFIX_ORDER = ('', 'R-', 'L-')
+
+
+def name_adjust(group, prefix='', suffix='', for_plot=False):
+    for pattern, table_name, plot_name in NAME_RULES:
+        if pattern in group:
+            name = plot_name if for_plot else table_name
+            break
+    else:
+        name = '_'.join(group.split('_')[1:]) or group  # a one-token group keeps its name
+    if for_plot:
+        name = '$' + name + '$'
+    return prefix + name + suffix
+
+
+def group_prefix(group):
+    if 'reg_' in group:
+        return 'R-'
+    if 'lsd_' in group:
+        return 'L-'
+    return ''
+
+
+def noise_suffix(group):
+    match = re.search(r'noisy(\d+)', group.split('_')[0])
+    return r' (noise {}\%)'.format(int(match.group(1))) if match else ''
+
+
+def table_name(group):
+    return name_adjust(group, prefix=group_prefix(group), suffix=noise_suffix(group))
+
+
+def cell(mean, std, scale=100.0):
+    """`$a\\pm b$`, numbers as '{:2.2f}'; `$-\\pm-$` when the value is missing."""
+    if mean is None or math.isnan(mean):
+        return r'$-\pm-$'
+    return '${:2.2f}\\pm{:2.2f}$'.format(mean * scale, std * scale)
+
+
+def row(name, cells):
+    return name + ' & ' + ' & '.join(cells) + '\\\\\n'
+
+
+def value_cell(result, column):
+    mean, std = result.values.get(column, (math.nan, math.nan))
+    return cell(mean, std, 1.0 if column in UNSCALED else 100.0)
+
+
+def dataset_order(results):
+    """CUB, CARS, SOP, then any other dataset in sorted order; only datasets that have groups."""
+    present = {r.dataset for r in results.values()}
+    return [d for d in SHARED_DATASETS if d in present] + sorted(present - set(SHARED_DATASETS))
+
+
+def dataset_table(results, dataset, columns=DEFAULT_COLUMNS):
+    """Rows of one dataset's table, groups in sorted order (§E.6.1)."""
+    lines = ['% {}: name & {}\n'.format(dataset, ' & '.join(columns))]
+    for group in sorted(g for g, r in results.items() if r.dataset == dataset):
+        lines.append(row(table_name(group), [value_cell(results[group], c) for c in columns]))
+    return ''.join(lines)
+
+
+def shared_table(results):
+    """CUB/CARS/SOP R@1 and NMI side by side, one row per display name (§E.6.2)."""
+    by_dataset = {dataset: {} for dataset in SHARED_DATASETS}
+    for group in sorted(results):
+        if results[group].dataset in by_dataset:
+            by_dataset[results[group].dataset][table_name(group)] = results[group]
+    names = set().union(*(named.keys() for named in by_dataset.values()))
+    prefix_rank = {prefix: rank for rank, prefix in enumerate(PREFIX_ORDER)}
+
+    def order(name):
+        prefix = next((p for p in PREFIX_ORDER[1:] if name.startswith(p)), '')
+        return prefix_rank[prefix], name
+
+    header = ' & '.join('{} {}'.format(d, c) for d in SHARED_DATASETS for c in SHARED_COLUMNS)
+    lines = ['% Shared: name & {}\n'.format(header)]
+    for name in sorted(names, key=order):
+        cells = []
+        for dataset in SHARED_DATASETS:
+            result = by_dataset[dataset].get(name)
+            cells += [value_cell(result, c) if result else cell(math.nan, math.nan) for c in SHARED_COLUMNS]
+        lines.append(row(name, cells))
+    return ''.join(lines)
+
+
+def all_tables(results, columns=DEFAULT_COLUMNS):
+    """Per-dataset tables (CUB, CARS, SOP, others), then the shared table."""
+    parts = [dataset_table(results, dataset, columns) for dataset in dataset_order(results)]
+    if any(r.dataset in SHARED_DATASETS for r in results.values()):
+        parts.append(shared_table(results))
+    return '\n'.join(parts)
