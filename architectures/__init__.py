@@ -1,0 +1,30 @@
+"""Backbone registry (spec: training.md §6): `select(arch, opt)` picks by substring of `--arch`, in the
+order resnet50, resnet18, googlenet, bninception; the tokens `frozen`, `normalize`, `_he`, `double` may
+appear anywhere in the name. ResNet-18 is this project's addition for fast CPU runs (512 features).
+"""
+from architectures.errors import PretrainedWeightsUnavailable, UnknownArchitectureError
+
+BACKBONES = ('resnet50', 'resnet18', 'googlenet', 'bninception')
+
+__all__ = ['BACKBONES', 'PretrainedWeightsUnavailable', 'UnknownArchitectureError', 'backbone_of', 'select']
+
+
+def backbone_of(arch):
+    """The backbone an `--arch` value selects; an unknown name is a one-line error (checkable at start-up)."""
+    for backbone in BACKBONES:
+        if backbone in arch:
+            return backbone
+    raise UnknownArchitectureError('Unknown --arch {!r}: the name must contain one of {}.'
+                                   .format(arch, ', '.join(BACKBONES)))
+
+
+def select(arch, opt):
+    backbone = backbone_of(arch)
+    if backbone in ('resnet50', 'resnet18'):
+        from architectures import resnet
+        return resnet.Network(opt, depth=backbone)
+    if backbone == 'googlenet':
+        from architectures import googlenet
+        return googlenet.Network(opt)
+    from architectures import bninception
+    return bninception.Network(opt)

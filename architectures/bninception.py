@@ -1,0 +1,44 @@
+"""BN-Inception backbone from `pretrainedmodels` (Caffe-ported ImageNet weights; spec: training.md §6.2).
+
+Expects BGR input on a ±128 scale; the datasets produce it for any `--arch` containing `bninception`.
+Tokens: `frozen` (BatchNorm statistics fixed), `_he` (Kaiming-normal fan-out embedding weight, zero
+bias), `double` (average + max pooling), `normalize` (L2-normalised embedding).
+"""
+import torch
+from torch import nn
+
+from architectures.common import fetching_weights, freeze_batchnorm
+
+
+class Network(nn.Module):
+    """Returns (embedding, (pooled features N×1024×1×1, feature map N×1024×7×7))."""
+
+    def __init__(self, opt):
+        super().__init__()
+        import pretrainedmodels  # slow import, only needed for this backbone
+        self.pars = opt
+        self.name = opt.arch
+        with fetching_weights(opt.arch):
+            self.model = pretrainedmodels.bninception(num_classes=1000,
+                                                      pretrained=None if opt.not_pretrained else 'imagenet')
+        self.model.last_linear = nn.Linear(self.model.last_linear.in_features, opt.embed_dim)
+        if '_he' in opt.arch:
+            nn.init.kaiming_normal_(self.model.last_linear.weight, mode='fan_out')
+            nn.init.constant_(self.model.last_linear.bias, 0)
+        if 'frozen' in opt.arch:
+            freeze_batchnorm(self.model)
+        self.pool_base = nn.AdaptiveAvgPool2d(1)
+        self.pool_aux = nn.AdaptiveMaxPool2d(1) if 'double' in opt.arch else None
+        self.normalize = 'normalize' in opt.arch
+
+    def forward(self, x, warmup=False, **kwargs):
+        feature_map = self.model.features(x)
+        pooled = self.pool_base(feature_map)
+        if self.pool_aux is not None:
+            pooled = pooled + self.pool_aux(feature_map)
+        if warmup:
+            pooled, feature_map = pooled.detach(), feature_map.detach()
+        embedding = self.model.last_linear(pooled.view(len(feature_map), -1))
+        if self.normalize:
+            embedding = torch.nn.functional.normalize(embedding, dim=-1)
+        return embedding, (pooled, feature_map)

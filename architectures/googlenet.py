@@ -1,0 +1,35 @@
+"""GoogLeNet (BN variant, torchvision) backbone (spec: training.md §6.3).
+
+Pretrained = torchvision's ImageNet weights with transform_input=True and no auxiliary heads;
+`--not_pretrained` builds that same configuration without weights. `model.fc` and `model.last_linear`
+are the same Linear(1024, embed_dim). The `frozen`, `_he` and `double` tokens do not apply.
+"""
+import torch
+import torchvision
+from torch import nn
+
+from architectures.common import fetching_weights
+
+
+class Network(nn.Module):
+    """Returns the embedding tensor only (no tuple), as the reference does."""
+
+    def __init__(self, opt):
+        super().__init__()
+        self.pars = opt
+        self.name = opt.arch
+        if opt.not_pretrained:
+            self.model = torchvision.models.googlenet(weights=None, aux_logits=False, transform_input=True,
+                                                      init_weights=True)
+        else:
+            with fetching_weights(opt.arch):
+                self.model = torchvision.models.googlenet(weights=torchvision.models.GoogLeNet_Weights.IMAGENET1K_V1)
+        self.model.last_linear = nn.Linear(self.model.fc.in_features, opt.embed_dim)
+        self.model.fc = self.model.last_linear
+        self.normalize = 'normalize' in opt.arch
+
+    def forward(self, x):
+        embedding = self.model(x)
+        if self.normalize:
+            embedding = torch.nn.functional.normalize(embedding, dim=-1)
+        return embedding

@@ -1,0 +1,71 @@
+"""Image pipelines per `--augmentation` and backbone (spec: data_metrics.md §A.7).
+
+A pipeline builder takes (opt, is_validation) and returns (crop_size, f_norm, pipeline); the base
+dataset stores the three as `crop_size`, `f_norm` and `normal_transform`.
+"""
+from torchvision import transforms
+
+from datasets.errors import DatasetError
+
+AUGMENTATIONS = ('base', 'big', 'adv', 'red')
+
+IMAGENET_MEAN, IMAGENET_STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
+# BN-Inception's Caffe weights expect BGR on the 0-255 scale with means (104, 117, 128): (x - m/255) * 255.
+BNINCEPTION_MEAN, BNINCEPTION_STD = [0.502, 0.4588, 0.4078], [0.0039, 0.0039, 0.0039]
+
+DIGITS_SIZE = 32
+
+
+class ReverseChannels:
+    """RGB -> BGR on a C×H×W tensor (the reference's `im[range(3)[::-1], :]` for BN-Inception)."""
+
+    def __call__(self, image):
+        return image.flip(0)
+
+    def __repr__(self):
+        return 'ReverseChannels()'
+
+
+def check_augmentation(opt):
+    """The reference silently drops resize and crop for an unknown mode (§G6); the project refuses it."""
+    if opt.augmentation not in AUGMENTATIONS:
+        raise DatasetError('Unknown --augmentation {!r}: choose one of {}.'
+                           .format(opt.augmentation, ', '.join(AUGMENTATIONS)))
+
+
+def normalisation(opt):
+    """Per-backbone normalisation steps that end every pipeline (after ToTensor)."""
+    if 'bninception' in opt.arch:
+        f_norm = transforms.Normalize(mean=BNINCEPTION_MEAN, std=BNINCEPTION_STD)
+        return f_norm, [f_norm, ReverseChannels()]
+    f_norm = transforms.Normalize(mean=IMAGENET_MEAN, std=IMAGENET_STD)
+    return f_norm, [f_norm]
+
+
+def benchmark_pipeline(opt, is_validation):
+    """CUB200 / CARS196 / SOP pipelines. `big` sets S = 256 in both modes but leaves crop_size (§G7)."""
+    check_augmentation(opt)
+    crop_size = 227 if 'googlenet' in opt.arch else 224
+    size = 256 if opt.augmentation == 'big' else crop_size
+    if is_validation:
+        steps = [transforms.Resize(256), transforms.CenterCrop(size)]
+    elif opt.augmentation in ('base', 'big'):
+        steps = [transforms.RandomResizedCrop(size), transforms.RandomHorizontalFlip(0.5)]
+    elif opt.augmentation == 'adv':
+        steps = [transforms.RandomResizedCrop(size), transforms.RandomGrayscale(p=0.2),
+                 transforms.ColorJitter(0.2, 0.2, 0.2, 0.2), transforms.RandomHorizontalFlip(0.5)]
+    else:
+        steps = [transforms.Resize(256), transforms.RandomCrop(size), transforms.RandomHorizontalFlip(0.5)]
+    f_norm, norm_steps = normalisation(opt)
+    return crop_size, f_norm, transforms.Compose(steps + [transforms.ToTensor()] + norm_steps)
+
+
+def digits_pipeline(opt, is_validation):
+    """8×8 digits upscaled to 32 px; training adds small shifts/rotations/zooms (no flip: digits are
+    not mirror-symmetric). `--augmentation` is validated but does not apply to this embedded dataset."""
+    check_augmentation(opt)
+    steps = [transforms.Resize((DIGITS_SIZE, DIGITS_SIZE))]
+    if not is_validation:
+        steps.append(transforms.RandomAffine(degrees=10, translate=(0.1, 0.1), scale=(0.9, 1.1)))
+    f_norm, norm_steps = normalisation(opt)
+    return DIGITS_SIZE, f_norm, transforms.Compose(steps + [transforms.ToTensor()] + norm_steps)

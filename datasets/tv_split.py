@@ -1,0 +1,35 @@
+"""Train/validation split of the training part (spec: data_metrics.md §A.4).
+
+By classes: the first ⌊|T|·p⌋ sorted training classes train, the rest validate. By samples: each class
+keeps ⌊n·p⌋ of its images for training, chosen by a per-dataset rule below; validation gets the
+remaining positions in ascending order.
+"""
+import numpy as np
+
+
+def split_classes(train_keys, perc):
+    cut = int(len(train_keys) * perc)
+    return train_keys[:cut], train_keys[cut:]
+
+
+def evenly_spaced_positions(n, perc):
+    """CUB: round(linspace(0, n-1, ⌊n·p⌋)) half-to-even, deduplicated, ascending (deterministic)."""
+    return sorted(set(np.round(np.linspace(0, n - 1, int(n * perc))).astype(int).tolist()))
+
+
+def random_positions(n, perc):
+    """CARS: ⌊n·p⌋ positions drawn without replacement from numpy's global generator, in draw order."""
+    return np.random.choice(n, int(n * perc), replace=False).tolist()
+
+
+def first_positions(n, perc):
+    """SOP: the first ⌊n·p⌋ images in file order."""
+    return list(range(int(n * perc)))
+
+
+def split_samples(paths, perc, rule):
+    """(training paths, validation paths) of one class under a position `rule`."""
+    train_positions = rule(len(paths), perc)
+    taken = set(train_positions)
+    return ([paths[i] for i in train_positions],
+            [path for i, path in enumerate(paths) if i not in taken])
