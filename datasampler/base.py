@@ -41,7 +41,7 @@ class ClassIndex:
 
 
 def image_list_from_dict(image_dict):
-    """Rebuild `image_list[g] = (path, class)` from `image_dict`'s `[path, g]` entries (spec C), for callers that omit it."""
+    """Rebuild `image_list[g] = (path, class)` from `image_dict`'s `[path, g]` entries (spec C) when omitted."""
     entries = sorted((entry[-1], entry[0], key) for key, items in image_dict.items() for entry in items)
     return [(path, key) for _, path, key in entries]
 
@@ -59,13 +59,15 @@ class BaseBatchSampler(torch.utils.data.Sampler):
         self.batch_size = opt.bs
         self.samples_per_class = opt.samples_per_class
         if self.batch_size < 1 or self.samples_per_class < 1:
-            raise SamplerConfigError(f'--bs ({opt.bs}) and --samples_per_class ({opt.samples_per_class}) must be positive')
+            raise SamplerConfigError(f'--bs ({opt.bs}) and --samples_per_class ({opt.samples_per_class}) '
+                                     f'must be positive')
         if self.batch_size % self.samples_per_class:
             raise SamplerConfigError(f'#Samples per class must divide batchsize! '
                                      f'(--bs {opt.bs}, --samples_per_class {opt.samples_per_class})')
         self.sampler_length = len(image_list) // self.batch_size
         if self.sampler_length == 0:
-            raise SamplerConfigError(f'--bs {opt.bs} exceeds the {len(image_list)} training images: an epoch would hold no batch')
+            raise SamplerConfigError(f'--bs {opt.bs} exceeds the {len(image_list)} training images: '
+                                     f'an epoch would hold no batch')
         self.classes = ClassIndex(image_dict, image_list)
 
     @property

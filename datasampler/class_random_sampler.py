@@ -1,5 +1,4 @@
 """`class_random` (default): bs/spc uniform class draws, spc uniform images each (spec mining_sampling.md B.2)."""
-import torch
 
 from datasampler.base import BaseBatchSampler
 

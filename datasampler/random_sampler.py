@@ -15,7 +15,8 @@ class Sampler(BaseBatchSampler):
     def __init__(self, opt, image_dict, image_list=None):
         super().__init__(opt, image_dict, image_list)
         if self.batch_size < 2:
-            raise SamplerConfigError('--bs must be at least 2 for the full_random sampler (its last slot pairs with an earlier one)')
+            raise SamplerConfigError('--bs must be at least 2 for the full_random sampler '
+                                     '(its last slot pairs with an earlier one)')
 
     def __iter__(self):
         n_batches, n_single = self.sampler_length, self.batch_size - 1
