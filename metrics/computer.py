@@ -1,0 +1,168 @@
+"""Shared computations and the metric computer (spec C.2).
+
+Everything the metrics read is computed at most once per feature set, and only if some metric
+requires it: ONE exact nearest-neighbour search per feature type (Euclidean on F, inner product on
+the row-normalised F^), with the largest window any metric needs, shared by recall@k and every mAP
+variant; one k-means per feature type; one SVD for all rho_spectrum@k.
+"""
+import contextlib
+
+import faiss
+import numpy as np
+import torch
+
+from metrics import kmeans as kmeans_module
+from metrics.errors import MetricInputError
+from metrics.neighbours import neighbour_hits
+from metrics.registry import select
+from metrics.search import select_engine
+
+
+def unit_rows(x):
+    """Row-wise L2 normalisation; zero rows stay zero (scikit-learn's convention, spec C.2)."""
+    norms = x.norm(dim=1, keepdim=True)
+    return x / torch.where(norms > 0, norms, torch.ones_like(norms))
+
+
+class SharedComputations:
+    """Lazily computed, cached inputs of the metrics, keyed by requirement name."""
+
+    def __init__(self, features, target_labels, metrics, opt, engine):
+        self.features, self.target_labels = features, target_labels
+        self.metrics, self.opt, self.engine = metrics, opt, engine
+        self.cache = {'features': features, 'target_labels': target_labels}
+
+    def __getitem__(self, requirement):
+        if requirement not in self.cache:
+            self.cache[requirement] = getattr(self, 'compute_' + requirement)()
+        return self.cache[requirement]
+
+    def window(self, requirement):
+        """Largest number of neighbours any metric reading `requirement` looks at."""
+        class_sizes = torch.unique(self.target_labels, return_counts=True)[1]
+        n = len(self.target_labels)
+        return max(m.neighbours(n, class_sizes) for m in self.metrics if requirement in m.requires)
+
+    def compute_features_cosine(self):
+        return unit_rows(self.features)
+
+    def compute_neighbour_hits(self):
+        return neighbour_hits(self.features, self.target_labels, self.window('neighbour_hits'), self.engine)
+
+    def compute_neighbour_hits_cosine(self):
+        return neighbour_hits(self['features_cosine'], self.target_labels, self.window('neighbour_hits_cosine'),
+                              self.engine, inner_product=True)
+
+    def n_clusters(self):
+        if getattr(self.opt, 'n_classes', None) is None:
+            raise MetricInputError('nmi/f1 cluster into opt.n_classes clusters, but opt.n_classes is not set.')
+        return int(self.opt.n_classes)
+
+    def compute_kmeans(self):
+        centroids, self.cache['kmeans_nearest'] = kmeans_module.kmeans(self.features, self.n_clusters())
+        return centroids
+
+    def compute_kmeans_nearest(self):
+        self['kmeans']
+        return self.cache['kmeans_nearest']
+
+    def compute_kmeans_cosine(self):
+        """k-means on F^; its centroids, row-normalised, are the cosine centroids (project fix of G13)."""
+        return unit_rows(kmeans_module.kmeans(self['features_cosine'], self.n_clusters())[0])
+
+    def compute_kmeans_nearest_cosine(self):
+        """Per row of F^, the cosine centroid with the largest inner product (lowest index on ties)."""
+        features, centroids = self['features_cosine'], self['kmeans_cosine']
+        rows = max(1, kmeans_module.WORKSPACE_BYTES // (4 * len(centroids)))
+        return torch.cat([(features[start:start + rows] @ centroids.T).argmax(dim=1)
+                          for start in range(0, len(features), rows)])
+
+    def compute_singular_values(self):
+        return torch.linalg.svdvals(self.features.double()).cpu().numpy()
+
+
+def as_inputs(features, target_labels, device):
+    """Validated float32 N x D embeddings and int64 labels (N) on `device`."""
+    features = torch.as_tensor(features).detach()
+    if features.dim() != 2 or features.shape[0] == 0:
+        raise MetricInputError('Embeddings must be a non-empty N x D matrix, got shape {}.'
+                               .format(tuple(features.shape)))
+    labels = torch.as_tensor(np.asarray(target_labels) if not torch.is_tensor(target_labels) else target_labels)
+    labels = labels.detach().reshape(-1)
+    if len(labels) != features.shape[0]:
+        raise MetricInputError('{} labels for {} embeddings.'.format(len(labels), features.shape[0]))
+    if labels.dtype.is_floating_point or labels.dtype.is_complex or labels.dtype == torch.bool:
+        raise MetricInputError('Labels must be integers, got {}.'.format(labels.dtype))
+    features = features.to(device, torch.float32).contiguous()
+    if not torch.isfinite(features).all():
+        raise MetricInputError('Embeddings contain NaN or inf values.')
+    return features, labels.to(device, torch.int64)
+
+
+def evaluate_metrics(metrics, features, target_labels, opt, engine):
+    """{metric name: value} of already-built metric objects, in list order."""
+    shared = SharedComputations(features, target_labels, metrics, opt, engine)
+    return {metric.name: metric(*[shared[r] for r in metric.requires]) for metric in metrics}
+
+
+def compute_metrics(features, target_labels, metric_names, opt, engine=None):
+    """Pure function: embeddings (N x D, numpy or torch) and labels -> {metric name: value}.
+
+    `engine` (metrics.search.FaissEngine / TorchEngine) defaults to the one --evaluate_on_gpu selects.
+    """
+    engine = engine or select_engine(opt)
+    metrics = [select(name, opt) for name in metric_names]
+    features, target_labels = as_inputs(features, target_labels, engine.device)
+    return evaluate_metrics(metrics, features, target_labels, opt, engine)
+
+
+@contextlib.contextmanager
+def faiss_threads(n_threads):
+    """faiss's OpenMP thread count (spec C.2 step 2), restored afterwards: faiss and torch share the
+    OpenMP runtime, and a lasting change would alter the training's float results after an evaluation."""
+    previous = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(max(1, int(n_threads)))
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(previous)
+
+
+def embed(model, dataloader, evaltypes, device):
+    """Labels (N) and {evaltype: float32 N x D CPU tensor}, rows in loader order (spec C.2 step 1)."""
+    model.eval()
+    labels, features = [], {evaltype: [] for evaltype in evaltypes}
+    with torch.no_grad():
+        for batch in dataloader:
+            labels.append(torch.as_tensor(batch[0]).reshape(-1))
+            output = model(batch[1].to(device))
+            if isinstance(output, tuple):
+                output = output[0]
+            for evaltype in evaltypes:
+                chosen = output[evaltype] if isinstance(output, dict) else output
+                features[evaltype].append(chosen.detach().to('cpu', torch.float32))
+    return torch.cat(labels), {evaltype: torch.cat(rows) for evaltype, rows in features.items()}
+
+
+class MetricComputer:
+    def __init__(self, metric_names, opt):
+        self.pars = opt
+        self.metric_names = list(metric_names)
+        self.list_of_metrics = [select(name, opt) for name in self.metric_names]
+        self.requires = list(dict.fromkeys(r for metric in self.list_of_metrics for r in metric.requires))
+        self.engine = select_engine(opt)
+
+    def compute_standard(self, opt, model, dataloader, evaltypes, device, **kwargs):
+        """Embed the loader once, then ({evaltype: {metric: value}}, {evaltype: extra infos})."""
+        labels, features = embed(model, dataloader, evaltypes, device)
+        computed, extra_infos = {}, {}
+        for evaltype in evaltypes:
+            feats, target_labels = as_inputs(features[evaltype], labels, self.engine.device)
+            with faiss_threads(opt.kernels):
+                computed[evaltype] = evaluate_metrics(self.list_of_metrics, feats, target_labels, opt, self.engine)
+            extra_infos[evaltype] = {
+                'features': feats if feats.is_cuda else feats.numpy(),
+                'target_labels': labels.numpy().reshape(-1, 1),
+                'image_paths': getattr(dataloader.dataset, 'image_paths', None),
+                'query_image_paths': None, 'gallery_image_paths': None}
+        return computed, extra_infos

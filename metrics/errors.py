@@ -1,0 +1,9 @@
+"""One-line errors for bad metric names and bad evaluation inputs."""
+
+
+class UnknownMetricError(NotImplementedError):
+    """A name in --evaluation_metrics that the registry (spec C.1) does not know or cannot parse."""
+
+
+class MetricInputError(ValueError):
+    """Embeddings or labels the metrics cannot be computed on."""

@@ -1,0 +1,11 @@
+"""NMI of the k-means cluster labels against the classes (spec C.4), arithmetic normalisation."""
+from sklearn.metrics import normalized_mutual_info_score
+
+
+class Metric:
+    def __init__(self, cosine=False):
+        self.name = 'c_nmi' if cosine else 'nmi'
+        self.requires = ['kmeans_nearest_cosine' if cosine else 'kmeans_nearest', 'target_labels']
+
+    def __call__(self, cluster_labels, target_labels):
+        return float(normalized_mutual_info_score(cluster_labels.cpu().numpy(), target_labels.cpu().numpy()))

@@ -1,0 +1,34 @@
+"""Spectral decay rho(Phi) of the embeddings (spec C.8).
+
+The singular values are the exact ones (computed once per feature set and shared); the reference's
+TruncatedSVD(embed_dim - 1, randomised, 10 oversamples) spans the full column space whenever
+embed_dim - 1 + 10 >= D, so it returns these same values up to float rounding, on both paths.
+k = 0 returns the normalised spectrum p (an array); k < 0 gives KL(p || uniform), k > 0 KL(uniform || p),
+after dropping the first |k| - 1 values.
+"""
+import numpy as np
+from scipy.stats import entropy
+
+
+class Metric:
+    def __init__(self, mode, embed_dim=None):
+        self.mode = mode
+        self.embed_dim = embed_dim
+        self.name = 'rho_spectrum@{}'.format(mode)
+        self.requires = ['singular_values']
+
+    def __call__(self, singular_values):
+        s = np.asarray(singular_values, dtype=np.float64)
+        n_components = (self.embed_dim or len(s)) - 1
+        s = np.concatenate([s[:n_components], np.zeros(max(0, n_components - len(s)))])
+        if self.mode != 0:
+            s = s[abs(self.mode) - 1:]
+        if len(s) == 0:
+            return 0.0
+        spectrum = s / s.sum()
+        uniform = np.full(len(s), 1.0 / len(s))
+        if self.mode == 0:
+            return spectrum
+        if self.mode < 0:
+            return float(entropy(spectrum, uniform))
+        return float(entropy(uniform, spectrum))
