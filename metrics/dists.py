@@ -13,8 +13,10 @@ MODES = ('intra', 'inter', 'intra_over_inter')
 
 
 def unit_rows(x):
+    """Rows scaled to unit norm (zero rows stay zero), and which rows were zero."""
     norms = x.norm(dim=1, keepdim=True)
-    return torch.where(norms > 0, x / norms.clamp_min(torch.finfo(x.dtype).tiny), torch.zeros_like(x)), norms[:, 0] == 0
+    zero = norms[:, 0] == 0
+    return x / torch.where(zero[:, None], torch.ones_like(norms), norms), zero
 
 
 def pairwise_cosine_distance_sum(unit_sums, counts):
@@ -40,9 +42,10 @@ class Metric:
     @staticmethod
     def intra(x, inverse, counts):
         units, is_zero = unit_rows(x)
-        sums = torch.zeros((len(counts), x.shape[1]), dtype=x.dtype, device=x.device).index_add_(0, inverse, units)
+        sums = torch.zeros((len(counts), x.shape[1]), dtype=x.dtype, device=x.device)
+        sums.index_add_(0, inverse, units)
         per_class = pairwise_cosine_distance_sum(sums, counts) / (counts.double() ** 2 - counts.double())
-        has_zero = torch.zeros(len(counts), dtype=x.dtype, device=x.device).index_add_(0, inverse, is_zero.double())
+        has_zero = torch.zeros(len(counts), dtype=x.dtype, device=x.device).index_add_(0, inverse, is_zero.to(x.dtype))
         per_class[(counts < 2) | (has_zero > 0)] = float('nan')
         finite = torch.isfinite(per_class)
         if not finite.any():
@@ -52,7 +55,8 @@ class Metric:
 
     @staticmethod
     def inter(x, inverse, counts):
-        sums = torch.zeros((len(counts), x.shape[1]), dtype=x.dtype, device=x.device).index_add_(0, inverse, x)
+        sums = torch.zeros((len(counts), x.shape[1]), dtype=x.dtype, device=x.device)
+        sums.index_add_(0, inverse, x)
         units, is_zero = unit_rows(sums / counts.double()[:, None])
         n_classes = len(counts)
         if is_zero.any() or n_classes < 2:

@@ -1,9 +1,10 @@
 """Exact nearest-neighbour search engines: faiss on the CPU, faiss on the GPU, torch on any device.
 
 Every engine returns, per query, the indices of its k nearest base rows (squared L2, or largest inner
-product), ranked by distance with ties broken by **ascending sample index** (faiss's own L2 order;
-tested), and pads with -1 when k exceeds the number of base rows, as faiss does (spec C.2). Work is
-bounded by WORKSPACE_BYTES per query chunk, so memory does not grow with the number of queries.
+product), ranked by distance with ties broken by **ascending sample index** (faiss-cpu's own L2 order,
+tested; faiss-gpu keeps its own order among exact ties), and pads with -1 when k exceeds the number
+of base rows, as faiss does (spec C.2). Work is bounded by WORKSPACE_BYTES per query chunk, so
+memory does not grow with the number of queries.
 """
 import sys
 
@@ -61,7 +62,8 @@ class FaissEngine:
             gpu_index = cls(_gpu_resources_once(), dim)
             gpu_index.add(base_np)
         if inner_product:
-            exact = TorchEngine('cpu').prepare(torch.from_numpy(base_np), inner_product=True)
+            exact_engine = TorchEngine('cpu')
+            exact = exact_engine.prepare(torch.from_numpy(base_np), inner_product=True)
 
         def search(queries, k):
             nonlocal cpu_index
@@ -80,9 +82,11 @@ class FaissEngine:
             scores, idx = index.search(queries, k + 1)
             tied = ((scores[:, 1:] == scores[:, :-1]) & (idx[:, 1:] >= 0)).any(axis=1)
             idx = torch.from_numpy(idx[:, :k])
-            if tied.any():
-                rows = torch.from_numpy(np.flatnonzero(tied))
-                idx[rows] = exact(torch.from_numpy(queries[tied]), k)
+            tied_rows = np.flatnonzero(tied)
+            step = exact_engine.rows_per_chunk(len(base_np), k)
+            for start in range(0, len(tied_rows), step):
+                rows = tied_rows[start:start + step]
+                idx[torch.from_numpy(rows)] = exact(torch.from_numpy(queries[rows]), k)
             return idx.to(self.device)
 
         return search
