@@ -199,11 +199,32 @@ def noisy_label_parameters(parser):
     return parser
 
 
+def speed_parameters(parser):
+    """Flags of this framework beyond the reference: precision, data pipeline, evaluation cost.
+    Registered last, so the reference's flags keep their order in Parameter_Info.txt and hypa.pkl."""
+    parser.add_argument('--amp', default='off', choices=('off', 'bf16', 'fp16'),
+                        help='Mixed precision for the backbone (forward/backward), the teacher and the '
+                             'evaluation embedding; losses stay float32. off = float32 throughout.')
+    parser.add_argument('--channels_last', default='auto', choices=('auto', 'on', 'off'),
+                        help='channels_last memory format for the backbone; auto = on with --amp on CUDA.')
+    parser.add_argument('--data_pipeline', default='fast', choices=('fast', 'reference'),
+                        help='fast: uint8 decoding and augmentation, normalisation on the device, '
+                             'augmentation drawn from (seed, epoch, sample); reference: the published '
+                             'PIL/torchvision pipeline, for exact reproduction.')
+    parser.add_argument('--eval_cache', default='none', choices=('none', 'cpu', 'gpu'),
+                        help='Keep the decoded evaluation crops after the first pass (in CPU or GPU memory).')
+    parser.add_argument('--eval_bs', default=0, type=int,
+                        help='Batch size of the evaluation passes; 0 = --bs.')
+    parser.add_argument('--evaluate_every', default=1, type=int,
+                        help='Evaluate every N epochs (the last epoch is always evaluated).')
+    return parser
+
+
 def build_parser():
     parser = argparse.ArgumentParser()
     for add_group in (basic_training_parameters, batch_creation_parameters,
                       batchmining_specific_parameters, loss_specific_parameters, wandb_parameters,
-                      lsd_parameters, noisy_label_parameters):
+                      lsd_parameters, noisy_label_parameters, speed_parameters):
         parser = add_group(parser)
     return parser
 
