@@ -1,4 +1,4 @@
-"""Backbone registry (spec: training.md §6): `select(arch, opt)` picks by substring of `--arch`, in the
+"""Backbone registry: `select(arch, opt)` picks by substring of `--arch`, in the
 order resnet50, resnet18, googlenet, bninception; the tokens `frozen`, `normalize`, `_he`, `double` may
 appear anywhere in the name. ResNet-18 is this project's addition for fast CPU runs (512 features).
 """

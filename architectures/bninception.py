@@ -1,4 +1,4 @@
-"""BN-Inception backbone from `pretrainedmodels` (Caffe-ported ImageNet weights; spec: training.md §6.2).
+"""BN-Inception backbone from `pretrainedmodels` (Caffe-ported ImageNet weights).
 
 Expects BGR input on a ±128 scale; the datasets produce it for any `--arch` containing `bninception`.
 Tokens: `frozen` (BatchNorm statistics fixed), `_he` (Kaiming-normal fan-out embedding weight, zero

@@ -1,4 +1,4 @@
-"""What every backbone wrapper shares: frozen BatchNorm and the weight-download guard (training.md §6)."""
+"""What every backbone wrapper shares: frozen BatchNorm and the weight-download guard."""
 import contextlib
 import functools
 

@@ -2,7 +2,7 @@
 
 
 class UnknownArchitectureError(ValueError):
-    """`--arch` names none of the backbones of training.md §6."""
+    """`--arch` names none of the backbones (resnet50, googlenet, bninception, resnet18)."""
 
 
 class PretrainedWeightsUnavailable(RuntimeError):

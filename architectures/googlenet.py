@@ -1,4 +1,4 @@
-"""GoogLeNet (BN variant, torchvision) backbone (spec: training.md §6.3).
+"""GoogLeNet (BN variant, torchvision) backbone.
 
 Pretrained = torchvision's ImageNet weights with transform_input=True and no auxiliary heads;
 `--not_pretrained` builds that same configuration without weights. `model.fc` and `model.last_linear`

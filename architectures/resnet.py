@@ -1,4 +1,4 @@
-"""ResNet-50 (and ResNet-18 for fast CPU runs) backbones (spec: training.md §6.1).
+"""ResNet-50 (and ResNet-18 for fast CPU runs) backbones.
 
 Weights: torchvision's IMAGENET1K_V1 (the first-generation training, resnet50-19c8e357; never V2).
 The classifier becomes `model.last_linear = Linear(2048 | 512, embed_dim)` with `model.fc = None`, and

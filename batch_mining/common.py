@@ -1,6 +1,7 @@
-"""What every miner shares (spec mining_sampling.md §0): labels on the batch's device (§0.1), the two
-Gram-matrix distance variants (§0.2), the inverse-sphere-distance negative weights (§0.3) and the
-batched categorical draws that replace the reference's per-anchor `np.random.choice` loop (§0.5).
+"""What every miner shares: labels on the batch's device, the two Gram-matrix distance variants
+(Dist-plain sqrt(max(s, 0)) and Dist-eps sqrt(max(s, 1e-4)) of the squared distance s), the
+inverse-sphere-distance negative weights and the batched categorical draws that replace the
+reference's per-anchor `np.random.choice` loop (same distributions, one draw per row).
 
 All draws use torch's global generator of the batch's device (seeded by the trainer with --seed).
 """
@@ -21,7 +22,7 @@ def read_option(opt, flag):
 
 def batch_labels(labels, batch, device=None):
     """Labels (torch tensor on any device, numpy array or list) as a 1-D int64 tensor on `device`
-    (default: the batch's), one per batch row (§0.1; the reference's GPU-label crash D-7 is gone)."""
+    (default: the batch's), one per batch row (the reference's semihard and softhard crash on GPU labels)."""
     device = batch.device if device is None else device
     if isinstance(labels, torch.Tensor):
         labels = labels.detach().to(device=device, dtype=torch.int64)
@@ -35,7 +36,7 @@ def batch_labels(labels, batch, device=None):
 
 
 def pairwise_distances(batch, floor=0.0):
-    """§0.2: sqrt(max(n_i + n_j - 2 G_ij, floor)) with G = X Xᵀ; floor 0 is Dist-plain, 1e-4 Dist-eps."""
+    """sqrt(max(n_i + n_j - 2 G_ij, floor)) with G = X Xᵀ; floor 0 is Dist-plain, 1e-4 Dist-eps."""
     x = batch.detach()
     gram = x @ x.T
     norms = gram.diagonal()
@@ -43,7 +44,7 @@ def pairwise_distances(batch, floor=0.0):
 
 
 def label_masks(labels):
-    """The B x B masks (same, positive, negative) of §0.1: S(i) including i, P(i) = S(i) minus i, N(i)."""
+    """The B x B masks (same, positive, negative): S(i) including i, P(i) = S(i) minus i, N(i)."""
     same = labels[:, None] == labels[None, :]
     positive = same & ~torch.eye(len(labels), dtype=torch.bool, device=labels.device)
     return same, positive, ~same
@@ -69,17 +70,18 @@ def draw_categorical(weights):
 
 
 def inverse_sphere_log_weights(distances, dim):
-    """§0.3 step 1: ℓ = (2−D)·ln d − ((D−3)/2)·ln(1 − d²/4), the negative log-density (up to a
-    constant) of the distance between two uniform points on the unit sphere in R^D."""
+    """Step 1 of the inverse-sphere weights: ℓ = (2−D)·ln d − ((D−3)/2)·ln(1 − d²/4), the negative
+    log-density (up to a constant) of the distance between two uniform points on the unit sphere in R^D."""
     return ((2.0 - float(dim)) * torch.log(distances)
             - (float(dim - 3) / 2) * torch.log(1.0 - 0.25 * distances.pow(2)))
 
 
 def inverse_sphere_weights(distances, dim, same_label):
-    """§0.3 steps 2-4 for every row at once, stabilised exactly as the reference: ℓ := 0 on
+    """Steps 2-4 of the inverse-sphere weights for every row at once, stabilised exactly as the reference: ℓ := 0 on
     same-label columns, u = exp(ℓ − max_row ℓ), u := 0 on same-label columns (unnormalised).
     Computed in the distances' dtype, so float32 underflow gives the reference's exact zeros.
-    The upper cutoff is deliberately not applied (§0.3, D-10)."""
+    The upper cutoff is deliberately not applied, as in the reference (cutting far negatives made
+    results slightly worse and can leave an anchor without negatives)."""
     log_q = inverse_sphere_log_weights(distances, dim).masked_fill(same_label, 0.0)
     weights = torch.exp(log_q - log_q.max(dim=1, keepdim=True).values)
     return weights.masked_fill(same_label, 0.0)
@@ -87,7 +89,7 @@ def inverse_sphere_weights(distances, dim, same_label):
 
 def draw_inverse_sphere_negatives(distances, dim, same_label, rows, miner_name):
     """One ISD negative for each anchor in `rows` (an index tensor). Where the reference gets NaN
-    probabilities and a ValueError (D-12), this raises a MiningError: an anchor without any
+    probabilities and a ValueError, this raises a MiningError: an anchor without any
     negative column, a negative at distance >= 2, or any other non-finite weight."""
     distances, same_label = distances[rows], same_label[rows]
     negative = ~same_label
@@ -107,5 +109,6 @@ def draw_inverse_sphere_negatives(distances, dim, same_label, rows, miner_name):
 
 
 def as_triplets(anchors, positives, negatives):
-    """The triplet form (§0.4 as settled by the issue): an int64 (T, 3) tensor of (a, p, n) rows."""
+    """The triplet form of every triplet miner (one type instead of the reference's mix of lists and
+    tuples of Python and numpy ints): an int64 (T, 3) tensor of (a, p, n) rows."""
     return torch.stack([anchors, positives, negatives], dim=1).to(torch.int64)

@@ -1,13 +1,13 @@
-"""`distance` miner, distance-weighted sampling of Wu et al. 2017 (spec mining_sampling.md A.4), the
-default and the LSD paper's miner: every anchor gets a positive uniform over P(i) (itself when its
-class occurs once, D-13) and an independent negative drawn with the inverse-sphere weights of §0.3
+"""`distance` miner, distance-weighted sampling of Wu et al. 2017, the default and the LSD paper's
+miner: every anchor gets a positive uniform over P(i) (itself when its class occurs once, kept for
+comparability with the reference) and an independent negative drawn with the inverse-sphere weights
 on distances clamped below at --miner_distance_lower_cutoff. --miner_distance_upper_cutoff is
-stored but never applied (§0.3, D-10).
+stored but never applied, as in the reference.
 
 Optional columns: `distances` (B x M, used as given, unclamped) and `tar_labels` (their M labels).
 The positive is then uniform over the columns of the anchor's label, minus column i when there are
 two or more (as specified, even though column i need not be the anchor), else that single column.
-Deviation (D-11): an anchor with no column of its label is skipped instead of mispairing every
+Deviation: an anchor with no column of its label is skipped instead of mispairing every
 later triplet.
 """
 import torch
@@ -17,6 +17,8 @@ from batch_mining.common import (MiningError, as_triplets, batch_labels, draw_in
 
 
 class BatchMiner:
+    key = 'distance'
+
     def __init__(self, opt):
         self.par = opt
         self.lower_cutoff = read_option(opt, 'miner_distance_lower_cutoff')

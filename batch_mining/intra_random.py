@@ -1,7 +1,8 @@
-"""`intra_random` miner (spec mining_sampling.md A.10), a within-class baseline: B triplets, each from
+"""`intra_random` miner, a within-class baseline: B triplets, each from
 a class drawn uniformly from the batch's distinct labels, with a, p and n drawn uniformly and
 independently (with replacement) from that class's positions. The "negative" shares the anchor's
-class by design (D-15). Its `.name` is 'random', as in the reference (D-14).
+class by design (a within-class baseline). Its `.name` is 'random', as in the reference (losses
+check and log that name); its `key` is the registry key.
 """
 import torch
 
@@ -9,6 +10,8 @@ from batch_mining.common import as_triplets, batch_labels, draw_uniform
 
 
 class BatchMiner:
+    key = 'intra_random'
+
     def __init__(self, opt):
         self.par = opt
         self.name = 'random'

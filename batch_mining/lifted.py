@@ -1,4 +1,4 @@
-"""`lifted` miner (spec mining_sampling.md A.8), set form, no random draws. For each anchor with a
+"""`lifted` miner, set form, no random draws. For each anchor with a
 positive, ascending: all its positives P(i) and all its negatives N(i).
 
 Returns `(anchors, positives, negatives)`: a list of int anchor positions and two lists of
@@ -9,6 +9,8 @@ from batch_mining.npair import rows_as_arrays
 
 
 class BatchMiner:
+    key = 'lifted'
+
     def __init__(self, opt):
         self.par = opt
         self.name = 'lifted'

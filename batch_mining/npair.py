@@ -1,4 +1,4 @@
-"""`npair` miner (spec mining_sampling.md A.6), set form. For each anchor with a positive, ascending:
+"""`npair` miner, set form. For each anchor with a positive, ascending:
 one positive uniform over P(i), and every position of another label as the negative set.
 
 Returns `(anchors, positives, negatives)`: a list of int anchor positions, a list of one int
@@ -18,6 +18,8 @@ def rows_as_arrays(mask):
 
 
 class BatchMiner:
+    key = 'npair'
+
     def __init__(self, opt):
         self.par = opt
         self.name = 'npair'

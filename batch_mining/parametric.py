@@ -1,4 +1,4 @@
-"""`parametric` miner (spec mining_sampling.md A.7): negatives drawn from a fixed histogram over the
+"""`parametric` miner: negatives drawn from a fixed histogram over the
 anchor-negative distance. K = --miner_parametric_n_support support points s_0..s_{K-1} span
 --miner_parametric_support_lim [lo, hi]; a pair at Dist-eps distance d falls in bin b = #{k in
 1..K-2 : s_k < d} and weighs w_b, a function of s_b set by --miner_parametric_mode:
@@ -6,10 +6,12 @@ uniform 1; hards [s_b <= 0.5]; veryhards [s_b <= 0.3]; semihards [0.3 <= s_b <= 
 clipped into [1e-15, 1]. For each anchor with a positive: positive uniform over P(i), negative
 Categorical over N(i) with these weights.
 
-The reference cannot build this miner (no flags, D-1, D-5); the project's flags default to
+The reference cannot build this miner (it reads three flags nobody defines and has no defaults);
+the project's flags default to
 uniform / 30 / [0.1, 1.4]. Where the reference is broken its evident intent is implemented:
-no debugging breakpoint (D-2); semihards sets the out-of-band bins to 0 before the clip (D-3);
-pairs with d < lo or d > hi get weight 0, the OR the reference wrote as an always-false AND (D-4);
+no leftover interactive breakpoint; semihards sets the out-of-band bins to 0 before the clip (the
+reference's zeroing test, s < 0.3 and s > 0.7 at once, can never hold);
+pairs with d < lo or d > hi get weight 0, the OR the reference wrote as an always-false AND;
 an unknown mode is a one-line error. Consequence of the OR: an anchor whose negatives all lie
 outside [lo, hi] has nothing to draw from and is skipped.
 """
@@ -39,6 +41,8 @@ def bin_weights(mode, support):
 
 
 class BatchMiner:
+    key = 'parametric'
+
     def __init__(self, opt):
         self.par = opt
         self.mode = read_option(opt, 'miner_parametric_mode')

@@ -1,4 +1,4 @@
-"""`random` miner (spec mining_sampling.md A.1): B distinct triplets drawn uniformly without
+"""`random` miner: B distinct triplets drawn uniformly without
 replacement from all valid (a, p, n) with y_a = y_p, a != p, y_n != y_a.
 
 The valid set (Σ_c n_c(n_c−1)(B−n_c) triplets) is never listed: each triplet is a number k in
@@ -30,6 +30,8 @@ def distinct_uniform_integers(high, count, device):
 
 
 class BatchMiner:
+    key = 'random'
+
     def __init__(self, opt):
         self.par = opt
         self.name = 'random'

@@ -1,9 +1,10 @@
-"""`random_distance` miner (spec mining_sampling.md A.9), a baseline: the distance miner's draws
+"""`random_distance` miner, a baseline: the distance miner's draws
 under a uniformly random permutation of the batch labels (the embeddings stay in place). Anchors
 are the positions whose shuffled label occurs twice; positive uniform over the shuffled P(i),
-negative with the inverse-sphere weights (§0.3) under the shuffled labels, on Dist-plain distances
-clamped at --miner_distance_lower_cutoff (upper cutoff unused, D-10).
-Its `.name` is 'distance', as in the reference (D-14): losses treat it as the distance miner.
+negative with the inverse-sphere weights under the shuffled labels, on Dist-plain distances
+clamped at --miner_distance_lower_cutoff (upper cutoff unused, as in the reference).
+Its `.name` is 'distance', as in the reference: losses treat it as the distance miner;
+its `key` is the registry key.
 """
 import torch
 
@@ -12,6 +13,8 @@ from batch_mining.common import (as_triplets, batch_labels, draw_inverse_sphere_
 
 
 class BatchMiner:
+    key = 'random_distance'
+
     def __init__(self, opt):
         self.par = opt
         self.lower_cutoff = read_option(opt, 'miner_distance_lower_cutoff')

@@ -1,8 +1,8 @@
-"""`rho_distance` miner (spec mining_sampling.md A.5), the ρ-regularised distance miner: for each
+"""`rho_distance` miner, the ρ-regularised distance miner: for each
 anchor with a positive, with probability --miner_rho_distance_cp a "push" triplet (i, i, n) whose
 n is uniform over P(i); otherwise (i, p, n) with p uniform over P(i) and n drawn with the
-inverse-sphere weights (§0.3) on Dist-eps distances clamped at --miner_rho_distance_lower_cutoff.
-The upper cutoff is stored but never applied (D-10). The coin is drawn for every position.
+inverse-sphere weights on Dist-eps distances clamped at --miner_rho_distance_lower_cutoff.
+The upper cutoff is stored but never applied, as in the reference. The coin is drawn for every position.
 `self.push_triplets` counts the returned triplets whose positive and negative share a label.
 """
 import torch
@@ -12,6 +12,8 @@ from batch_mining.common import (as_triplets, batch_labels, draw_inverse_sphere_
 
 
 class BatchMiner:
+    key = 'rho_distance'
+
     def __init__(self, opt):
         self.par = opt
         self.lower_cutoff = read_option(opt, 'miner_rho_distance_lower_cutoff')

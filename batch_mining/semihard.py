@@ -1,10 +1,10 @@
-"""`semihard` miner (spec mining_sampling.md A.2): positive uniform over P(i); negative uniform over
-the semi-hard band d_ip < d_in < d_ip + margin of the drawn positive, else uniform over N(i).
+"""`semihard` miner: positive uniform over P(i); negative uniform over the semi-hard band
+d_ip < d_in < d_ip + margin of the drawn positive, else uniform over N(i).
 
-The margin is `opt.loss_<loss_source>_margin` (training.md §2: `loss_source` is --loss without a
-trailing `_lsd`), read when the miner is built.
-Deviation (D-8): where the reference crashes on an anchor with no positive or no negative, that
-anchor is skipped, so T < B only in batches the reference cannot mine.
+The margin is `--loss_<base loss>_margin` of the loss the miner serves (`triplet_lsd` reads
+`--loss_triplet_margin`: an LSD key is its ranking loss plus distillation), read when the miner is built.
+Deviation: where the reference crashes on an anchor with no positive or no negative (it never skips an
+anchor), that anchor is skipped, so T < B only in batches the reference cannot mine.
 """
 import torch
 
@@ -12,23 +12,33 @@ from batch_mining.common import (MiningError, as_triplets, batch_labels, draw_un
                                  pairwise_distances, read_option)
 
 
-def loss_source(opt):
-    """The loss whose flags the miner reads: `opt.loss_source`, else --loss without `_lsd`."""
-    source = getattr(opt, 'loss_source', None)
-    if source is None:
-        loss = read_option(opt, 'loss')
-        source = loss[:-len('_lsd')] if loss.endswith('_lsd') else loss
-    return source
+LSD_SUFFIX = '_lsd'
+
+
+def margin_flag(loss):
+    """The flag holding the margin for the loss key `loss`: `loss_<base>_margin`, base without `_lsd`
+    (the suffix is stripped here, not by criteria.base_name, so that the miners do not import the losses
+    that receive them)."""
+    base = loss[:-len(LSD_SUFFIX)] if loss.endswith(LSD_SUFFIX) else loss
+    return 'loss_{}_margin'.format(base)
+
+
+def check_semihard(loss, opt):
+    """The margin semihard would use for the loss key `loss`, or a one-line MiningError naming the missing flag."""
+    flag = margin_flag(loss)
+    if not hasattr(opt, flag):
+        raise MiningError('--batch_mining semihard reads its margin from --{}, which does not exist for '
+                          '--loss {}; choose another miner'.format(flag, loss))
+    return getattr(opt, flag)
 
 
 class BatchMiner:
-    def __init__(self, opt):
+    key = 'semihard'
+
+    def __init__(self, opt, loss=None):
+        """`loss`: the loss key the miner serves (default --loss)."""
         self.par = opt
-        flag = 'loss_{}_margin'.format(loss_source(opt))
-        if not hasattr(opt, flag):
-            raise MiningError('--batch_mining semihard reads its margin from --{}, which does not exist '
-                              'for this --loss; choose another miner'.format(flag))
-        self.margin = getattr(opt, flag)
+        self.margin = check_semihard(read_option(opt, 'loss') if loss is None else loss, opt)
         self.name = 'semihard'
 
     def __call__(self, batch, labels, return_distances=False):

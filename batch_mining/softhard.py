@@ -1,8 +1,8 @@
-"""`softhard` miner (spec mining_sampling.md A.3), for anchors with a positive: positive uniform over
+"""`softhard` miner, for anchors with a positive: positive uniform over
 the positives farther than the closest negative (else over P(i)); negative, drawn independently,
 uniform over the negatives closer than the farthest positive (else over N(i)).
 
-Deviation (D-9): an anchor without negatives (a one-class batch, where the reference crashes) is
+Deviation: an anchor without negatives (a one-class batch, where the reference crashes) is
 skipped.
 """
 import torch
@@ -11,6 +11,8 @@ from batch_mining.common import as_triplets, batch_labels, draw_uniform, label_m
 
 
 class BatchMiner:
+    key = 'softhard'
+
     def __init__(self, opt):
         self.par = opt
         self.name = 'softhard'

@@ -1,4 +1,4 @@
-"""Cost of each batch sampler (spec mining_sampling.md B).
+"""Cost of each batch sampler.
 
 Part 1 trains `main_original.py`'s loop on a synthetic CUB tree (tests/synthetic_data.py) with every sampler and
 prints the time per epoch (index precomputation + training pass) relative to class_random, measured in this one run,

@@ -1,4 +1,4 @@
-"""Batch geometry and dataset index tables shared by every batch sampler (spec mining_sampling.md B.1, C)."""
+"""Batch geometry and dataset index tables shared by every batch sampler."""
 import torch
 
 
@@ -7,7 +7,8 @@ class SamplerConfigError(ValueError):
 
 
 class ClassIndex:
-    """Tensor view of `image_dict`/`image_list` (spec C) so that class and image draws are vectorised.
+    """Tensor view of `image_dict` (class → [[path, global index]]) and `image_list` (index → (path, class)) so
+    that class and image draws are vectorised.
 
     Classes are numbered by their position in `image_dict`'s key order; `members` lists every class's global
     indices back to back, class c occupying `members[offsets[c]:offsets[c] + sizes[c]]`.
@@ -23,13 +24,13 @@ class ClassIndex:
         if unknown:
             raise SamplerConfigError(f'image_list holds class keys missing from image_dict: {sorted(unknown)[:5]}')
         self.class_of = torch.tensor([position[entry[-1]] for entry in image_list], dtype=torch.long)
-        # Project decision (data spec B.5 / G9): classes emptied by label noise are never drawn.
+        # Label noise can empty a class; drawing one would give a short batch, so only non-empty classes are drawn.
         self.nonempty = torch.nonzero(self.sizes > 0).flatten()
         if len(self.nonempty) == 0:
             raise SamplerConfigError('image_dict holds no images: no batch can be sampled')
 
     def draw_classes(self, shape):
-        """Classes uniform over the non-empty classes, with replacement (spec B.2)."""
+        """Classes uniform over the non-empty classes, with replacement, whatever their size."""
         return self.nonempty[torch.randint(len(self.nonempty), shape)]
 
     def draw_members(self, classes, count):
@@ -41,13 +42,13 @@ class ClassIndex:
 
 
 def image_list_from_dict(image_dict):
-    """Rebuild `image_list[g] = (path, class)` from `image_dict`'s `[path, g]` entries (spec C) when omitted."""
+    """Rebuild `image_list[g] = (path, class)` from `image_dict`'s `[path, g]` entries when omitted."""
     entries = sorted((entry[-1], entry[0], key) for key, items in image_dict.items() for entry in items)
     return [(path, key) for _, path, key in entries]
 
 
 class BaseBatchSampler(torch.utils.data.Sampler):
-    """`batch_sampler` of the training DataLoader: `len(self)` batches of `bs` global dataset indices (spec B.1)."""
+    """`batch_sampler` of the training DataLoader: `len(self)` = N // bs batches of `bs` global dataset indices."""
 
     name = None
     requires_storage = False

@@ -1,5 +1,5 @@
-"""Class-structured big batch and candidate generation shared by the batch-matching samplers (spec
-mining_sampling.md B.7 steps 1, 3, 5; B.8)."""
+"""Class-structured big batch, candidate generation and the choice of the cheapest candidate, shared by the
+batch-matching samplers (distance histogram and FID)."""
 import torch
 
 from datasampler.base import SamplerConfigError

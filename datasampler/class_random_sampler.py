@@ -1,4 +1,4 @@
-"""`class_random` (default): bs/spc uniform class draws, spc uniform images each (spec mining_sampling.md B.2)."""
+"""`class_random` (default): bs/spc uniform class draws, spc uniform images each."""
 
 from datasampler.base import BaseBatchSampler
 
@@ -6,7 +6,7 @@ REQUIRES_STORAGE = False
 
 
 class Sampler(BaseBatchSampler):
-    """Classes and images are drawn with replacement, so a class may fill 2·spc slots (D-33)."""
+    """Classes and images are drawn with replacement, so a class may fill 2·spc slots (as in the reference)."""
 
     name = 'class_random_sampler'
     requires_storage = REQUIRES_STORAGE

@@ -1,4 +1,4 @@
-"""Batch assembly shared by the coreset samplers (spec mining_sampling.md B.5 "Batch assembly", B.6)."""
+"""Batch assembly shared by the coreset samplers (greedy and D²)."""
 import torch
 
 from datasampler.base import SamplerConfigError
@@ -9,9 +9,9 @@ class CoresetSampler(StorageSampler):
     """Each batch: a coreset routine picks bs/spc anchors in a big batch of distinct storage rows; then spc − 1
     same-class images per anchor, drawn uniformly with replacement (the anchor itself included).
 
-    Project decision (D-21): the picked positions are mapped through the big batch the routine ran on, so the anchors
+    Project decision: the picked positions are mapped through the big batch the routine ran on, so the anchors
     are the selected coreset points (the reference maps them through an unrelated epoch-wide pool).
-    Deviation (D-31): when `--data_batchmatch_bigbs` exceeds N the big batch is the whole storage, in random order
+    Deviation: when `--data_batchmatch_bigbs` exceeds N the big batch is the whole storage, in random order
     (the reference crashes).
     Layout: the bs/spc anchors in pick order, then the anchors' filler groups in anchor order.
     """

@@ -1,4 +1,4 @@
-"""`d2_coreset`: density-weighted D²-sampling of anchors (spec mining_sampling.md B.6)."""
+"""`d2_coreset`: density-weighted D²-sampling of anchors."""
 import torch
 
 from datasampler.base import SamplerConfigError
@@ -15,7 +15,7 @@ def gaussian_log_density(points):
     """Log-density, up to a per-call constant, of N(μ, Σ) fitted to each call's points (unbiased Σ) at those points.
 
     A singular Σ (D ≥ bigbs, low-rank storage) uses the pseudo-inverse, i.e. the density on the support; the
-    reference's scipy call raises there (D-29). The constant cancels in the normalised D² weights.
+    reference's scipy call raises there. The constant cancels in the normalised D² weights.
     """
     centred = points - points.mean(1, keepdim=True)
     covariance = centred.transpose(1, 2) @ centred / (points.shape[1] - 1)
@@ -57,9 +57,10 @@ def d2_coreset(points, n_picks, lam=1.0):
 
 
 class Sampler(CoresetSampler):
-    """Reads `--data_d2_coreset_lambda` (λ ≥ 0); `--data_batchmatch_ncomps` is stored but unused (D-25).
+    """Reads `--data_d2_coreset_lambda` (λ ≥ 0); `--data_batchmatch_ncomps` is stored but unused (no candidates
+    to count).
 
-    Deviation (D-23): named 'd2_coreset_sampler'; the reference's 'greedy_coreset_sampler' is a copy-paste slip.
+    Deviation: named 'd2_coreset_sampler'; the reference's 'greedy_coreset_sampler' is a copy-paste slip.
     """
 
     name = 'd2_coreset_sampler'

@@ -1,4 +1,4 @@
-"""Batched pairwise distances through the Gram identity, clipped at 0 (spec mining_sampling.md B.5 step 2, B.7 step 2).
+"""Batched pairwise distances through the Gram identity, clipped at 0 (the coreset and batch-matching samplers).
 
 Computed in place: one n × n matrix per leading index is the only large allocation (no gradients flow here).
 """

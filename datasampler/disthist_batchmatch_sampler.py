@@ -1,5 +1,4 @@
-"""`disthist_batchmatch`: the candidate whose distance histogram and feature moments match the big batch's
-(spec mining_sampling.md B.7)."""
+"""`disthist_batchmatch`: the candidate whose distance histogram and feature moments match the big batch's."""
 import torch
 
 from datasampler.batchmatch import BatchMatchSampler
@@ -24,7 +23,8 @@ def normalised_histogram(values, low, high, n_bins=N_BINS):
 
 def histogram_wasserstein(first, second):
     """scipy.stats.wasserstein_distance(first, second) for equally long samples: the reference passes bin heights as
-    samples (D-24), so this is the mean absolute difference of the sorted heights."""
+    samples (kept for comparability: bin positions are ignored), so this is the mean absolute difference of the sorted
+    heights."""
     return (first.sort(-1).values - second.sort(-1).values).abs().mean(-1)
 
 

@@ -1,6 +1,6 @@
-"""`fid_batchmatch`: the candidate with the smallest Fréchet distance to the big batch (spec mining_sampling.md B.8).
+"""`fid_batchmatch`: the candidate with the smallest Fréchet distance to the big batch.
 
-Reachable through `select('fid_batchmatch', ...)` (the reference's select raises NameError there, D-19).
+Reachable through `select('fid_batchmatch', ...)` (the reference's select names a module that does not exist there).
 """
 import torch
 

@@ -1,4 +1,4 @@
-"""`greedy_coreset`: greedy farthest-point (k-centre) anchors on squared distances (spec mining_sampling.md B.5)."""
+"""`greedy_coreset`: greedy farthest-point (k-centre) anchors on squared distances."""
 import torch
 
 from datasampler.coreset import CoresetSampler
@@ -15,7 +15,7 @@ def greedy_coreset(points, n_picks, softened=False):
     First pick uniform; every later pick maximises the squared distance to the nearest pick so far (first index on
     ties), or with `softened` is uniform among the points whose value reaches the 97th percentile (linear
     interpolation) of all current values. The reference starts the values at the row norms of the squared-distance
-    matrix, which never bind (D-28); +∞ is the same selection.
+    matrix, which never bind; +∞ is the same selection.
     """
     squared = squared_distances(points)
     n_calls, n_points = squared.shape[:2]
@@ -35,7 +35,8 @@ def greedy_coreset(points, n_picks, softened=False):
 
 
 class Sampler(CoresetSampler):
-    """Reads `--data_gc_softened`; `--data_gc_coreset_lim` and `--data_batchmatch_ncomps` are stored, unused (D-25)."""
+    """Reads `--data_gc_softened`; `--data_gc_coreset_lim` and `--data_batchmatch_ncomps` are stored, unused, as in the
+    reference (start-up prints a notice when they are set: datasampler/ignored_flags.py)."""
 
     name = 'greedy_coreset_sampler'
 

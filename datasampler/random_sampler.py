@@ -1,4 +1,4 @@
-"""`full_random`: bs−1 class-balanced single draws plus one same-class partner (spec mining_sampling.md B.3)."""
+"""`full_random`: bs−1 class-balanced single draws plus one same-class partner."""
 import torch
 
 from datasampler.base import BaseBatchSampler, SamplerConfigError
@@ -7,7 +7,8 @@ REQUIRES_STORAGE = False
 
 
 class Sampler(BaseBatchSampler):
-    """Class uniform then image uniform (not uniform over images, D-27); the last slot guarantees one repeated label."""
+    """Class uniform then image uniform (not uniform over images, as in the reference); the last slot guarantees one
+    repeated label."""
 
     name = 'random_sampler'
     requires_storage = REQUIRES_STORAGE

@@ -1,5 +1,5 @@
 """Small synthetic image trees in the exact on-disk layouts of CUB200, CARS196 and SOP
-(spec: data_metrics.md §A.2), for end-to-end tests.
+(as their download archives unpack), for end-to-end tests.
 
 Each class has its own colour and stripe pattern plus mild per-image noise and jitter, so a tiny
 training run can learn to separate them. Deterministic: the same arguments give the same bytes.

@@ -1,4 +1,4 @@
-"""Backbones (spec: training.md §6): outputs, state-dict keys, tokens, frozen BatchNorm, weight errors.
+"""Backbones: outputs, state-dict keys, tokens, frozen BatchNorm, weight errors.
 All built with --not_pretrained (no weights can be downloaded here)."""
 import copy
 import urllib.error

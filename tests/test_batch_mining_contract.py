@@ -1,6 +1,6 @@
-"""The miners' contract (spec mining_sampling.md §0 and part A): registry and errors, names, output
-structure, kept anchors, validity of every triplet, the set forms of npair and lifted, the
-inverse-sphere weights (§0.3) against a direct numpy evaluation, and the failure modes."""
+"""The miners' contract: registry and errors, names, output structure, kept anchors, validity of
+every triplet, the set forms of npair and lifted, the inverse-sphere weights against a direct numpy
+evaluation, the failure modes, and the start-up notices for miner flags that do nothing."""
 import argparse
 
 import numpy as np
@@ -48,6 +48,12 @@ def test_registry_keys_and_name_attributes():
         assert batch_mining.select(key, options()).name == name
 
 
+def test_key_attribute_is_the_registry_key():
+    for key in NAMES:
+        assert batch_mining.select(key, options()).key == key
+        assert batch_mining.BATCHMINING_METHODS[key].BatchMiner.key == key
+
+
 def test_select_unknown_name_message():
     with pytest.raises(NotImplementedError, match='^Batchmining foo not available!$'):
         batch_mining.select('foo', options())
@@ -59,9 +65,17 @@ def test_semihard_reads_margin_of_base_loss():
     assert batch_mining.select('semihard', opt).margin == 0.4
     opt = parameters.read_arguments(['--loss', 'multisimilarity'])
     assert batch_mining.select('semihard', opt).margin == 0.1
-    opt.loss_source = 'snr'
     opt.loss_snr_margin = 0.7
-    assert batch_mining.select('semihard', opt).margin == 0.7
+    assert batch_mining.select('semihard', opt, loss='snr_lsd').margin == 0.7
+    assert batch_mining.check_semihard('snr', opt) == 0.7
+
+
+def test_semihard_ignores_an_attribute_left_on_the_options():
+    """The margin follows the loss it is given, not a `loss_source` another component wrote onto `opt`."""
+    opt = parameters.read_arguments(['--loss', 'triplet_lsd', '--loss_triplet_margin', '0.3'])
+    opt.loss_source = 'multisimilarity'
+    assert batch_mining.select('semihard', opt).margin == 0.3
+    assert batch_mining.select('semihard', opt, loss='multisimilarity').margin == 0.1
 
 
 @pytest.mark.parametrize('loss', ['contrastive', 'npair_lsd'])
@@ -69,6 +83,9 @@ def test_semihard_without_margin_flag_names_the_flag(loss):
     base = loss[:-len('_lsd')] if loss.endswith('_lsd') else loss
     with pytest.raises(MiningError, match='--loss_{}_margin'.format(base)) as error:
         batch_mining.select('semihard', parameters.read_arguments(['--loss', loss]))
+    assert '\n' not in str(error.value)
+    with pytest.raises(MiningError, match='--loss_{}_margin.*--loss {};'.format(base, loss)) as error:
+        batch_mining.check_semihard(loss, parameters.read_arguments(['--loss', 'triplet']))
     assert '\n' not in str(error.value)
 
 
@@ -280,9 +297,9 @@ def test_draw_categorical_never_returns_a_zero_weight_column_when_u_rounds_up(mo
     assert draw_categorical(weights).tolist() == [2, 4]
 
 
-# -- inverse-sphere weights (§0.3) -------------------------------------------------------------
+# -- inverse-sphere weights ---------------------------------------------------------------------
 
-def test_inverse_sphere_log_weights_match_spec_values_for_d128():
+def test_inverse_sphere_log_weights_match_hand_values_for_d128():
     d = torch.tensor([0.5, 1.0, 1.2, 1.4, 1.6, 1.9], dtype=torch.float64)
     expected = [91.4, 18.0, 4.9, -0.31, 4.6, 64.6]
     assert np.allclose(inverse_sphere_log_weights(d, 128).numpy(), expected, atol=0.05)
@@ -361,3 +378,52 @@ def test_miners_run_on_gpu_with_gpu_labels(key):
             assert len(out[0]) == 16
         else:
             assert out.device.type == 'cuda' and out.dtype == torch.int64 and out.shape[1] == 3
+
+
+# -- start-up notices for miner flags that do nothing ------------------------------------------
+
+def notices(*argv):
+    return batch_mining.ignored_flag_notices(parameters.read_arguments(list(argv)))
+
+
+def test_no_notice_at_defaults_or_for_flags_the_miner_reads():
+    assert notices() == []
+    for miner in batch_mining.BATCHMINING_METHODS:
+        assert notices('--batch_mining', miner) == []
+    assert notices('--miner_distance_lower_cutoff', '0.3') == []
+    assert notices('--batch_mining', 'random_distance', '--miner_distance_lower_cutoff', '0.3') == []
+    assert notices('--batch_mining', 'rho_distance', '--miner_rho_distance_cp', '0.4',
+                   '--miner_rho_distance_lower_cutoff', '0.6') == []
+    assert notices('--batch_mining', 'parametric', '--miner_parametric_mode', 'hards') == []
+    assert notices('--miner_distance_upper_cutoff', '1.4') == []  # given, but the default value
+
+
+@pytest.mark.parametrize('miner', ['distance', 'random_distance', 'rho_distance', 'semihard'])
+def test_upper_cutoffs_are_accepted_and_ignored_by_every_miner(miner):
+    assert notices('--batch_mining', miner, '--miner_distance_upper_cutoff', '1.2',
+                   '--miner_rho_distance_upper_cutoff', '1.1') == [
+        'Notice: --miner_distance_upper_cutoff is accepted for compatibility and ignored by --batch_mining {}.'.format(
+            miner),
+        'Notice: --miner_rho_distance_upper_cutoff is accepted for compatibility and ignored by --batch_mining '
+        '{}.'.format(miner)]
+
+
+def test_upper_cutoff_really_changes_nothing():
+    """The notice tells the truth: the distance miner's draws are the same for any upper cutoff."""
+    batch, labels = unit_batch(12, 16, seed=3), spc_labels(6, 2)
+    draws = []
+    for cutoff in ('1.4', '0.6'):
+        torch.manual_seed(0)
+        miner = batch_mining.select('distance', options('--miner_distance_upper_cutoff', cutoff))
+        draws.append(torch.cat([miner(batch, labels) for _ in range(5)]))
+    assert torch.equal(draws[0], draws[1])
+
+
+def test_flags_of_another_miner_get_a_notice_naming_their_readers():
+    assert notices('--batch_mining', 'semihard', '--miner_distance_lower_cutoff', '0.3',
+                   '--miner_rho_distance_cp', '0.5') == [
+        'Notice: --miner_distance_lower_cutoff is ignored by --batch_mining semihard (only distance, '
+        'random_distance read it).',
+        'Notice: --miner_rho_distance_cp is ignored by --batch_mining semihard (only rho_distance read it).']
+    assert notices('--batch_mining', 'distance', '--miner_parametric_support_lim', '0.2', '1.2') == [
+        'Notice: --miner_parametric_support_lim is ignored by --batch_mining distance (only parametric read it).']

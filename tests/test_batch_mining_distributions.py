@@ -1,5 +1,5 @@
-"""Sampling distributions of the batch miners (spec mining_sampling.md part A) against probabilities
-computed here, slowly and independently, from the spec's formulas in float64 numpy.
+"""Sampling distributions of the batch miners against probabilities computed here, slowly and
+independently, from each miner's stated formula in float64 numpy.
 
 Each test draws N calls under a fixed torch seed and compares every (anchor, positive, negative)
 cell: the per-call frequency f must satisfy |f − p| <= 5·sqrt(p(1 − p)/N), a 5-sigma binomial
@@ -47,7 +47,7 @@ def np_distances(batch, floor=0.0):
 
 
 def isd_probabilities(d_row, dim, negative):
-    """§0.3 written out: p_j ∝ [j is a negative]·d_j^(2−D)·(1 − d_j²/4)^(−(D−3)/2)."""
+    """The inverse-sphere weights written out: p_j ∝ [j negative]·d_j^(2−D)·(1 − d_j²/4)^(−(D−3)/2)."""
     safe = np.where(negative, d_row, 1.0)
     weights = np.where(negative, safe ** (2.0 - dim) * (1 - safe ** 2 / 4) ** (-(dim - 3) / 2), 0.0)
     return weights / weights.sum()
@@ -107,7 +107,7 @@ def distance_geometry():
     return unit_rows(rows), np.array([0, 0, 0, 1, 1, 2, 2, 3])
 
 
-# -- distance (A.4) ----------------------------------------------------------------------------
+# -- distance ---------------------------------------------------------------------------------
 
 def expected_distance(batch, labels, lower_cutoff):
     bs, dim = batch.shape
@@ -165,7 +165,8 @@ def test_distance_miner_lower_cutoff_flag_is_read():
 
 def test_distance_miner_with_given_distances_and_target_labels():
     """Given distances are used unclamped; columns of the anchor's label are its positives, minus
-    column i when there are two or more; an anchor with none is skipped (D-11 deviation)."""
+    column i when there are two or more; an anchor with none is skipped (the reference mispairs every later
+    triplet instead)."""
     batch = random_unit_batch(3, 8, seed=1)
     labels = np.array([0, 1, 5])
     tar_labels = np.array([0, 2, 1, 0, 2, 3])
@@ -186,7 +187,7 @@ def test_distance_miner_with_given_distances_and_target_labels():
     assert_matches(counts / N_DRAWS, probability, N_DRAWS)
 
 
-# -- semihard (A.2) and softhard (A.3) ---------------------------------------------------------
+# -- semihard and softhard --------------------------------------------------------------------
 
 def test_semihard_miner_band_follows_drawn_positive_and_margin_of_base_loss():
     batch, labels = random_unit_batch(8, 3, seed=2), np.array([0, 0, 0, 1, 1, 2, 2, 3])
@@ -236,7 +237,7 @@ def test_softhard_miner_hard_sets_with_fallbacks():
     assert_matches(frequency, probability, N_DRAWS)
 
 
-# -- rho_distance (A.5) and random_distance (A.9) ----------------------------------------------
+# -- rho_distance and random_distance ---------------------------------------------------------
 
 def test_rho_distance_miner_push_and_regular_triplets():
     batch, labels = distance_geometry()
@@ -290,7 +291,7 @@ def test_random_distance_miner_averages_over_label_permutations():
     assert_matches(frequency, probability, N_DRAWS)
 
 
-# -- parametric (A.7) --------------------------------------------------------------------------
+# -- parametric -------------------------------------------------------------------------------
 
 def parametric_geometry():
     """D = 3: class 0 near the north pole, classes 1-3 spread around the south pole, so class 0's
@@ -351,7 +352,7 @@ def test_parametric_miner_clipped_bins_keep_a_tiny_weight():
     assert_matches(frequency, probability, N_DRAWS)
 
 
-# -- random (A.1) and intra_random (A.10) ------------------------------------------------------
+# -- random and intra_random ------------------------------------------------------------------
 
 def valid_triplets(labels):
     bs = len(labels)
@@ -402,7 +403,7 @@ def test_intra_random_miner_class_uniform_then_members_uniform():
     assert_matches(counts / bs, probability, N_DRAWS * bs)
 
 
-# -- npair (A.6) -------------------------------------------------------------------------------
+# -- npair ------------------------------------------------------------------------------------
 
 def test_npair_miner_positive_uniform_over_other_same_label_positions():
     labels = np.array([0, 0, 0, 1, 1, 2, 3])

@@ -1,4 +1,4 @@
-"""Spec mining_sampling.md B.0–B.3: select's substring precedence, class_random and full_random."""
+"""select's substring precedence, class_random, full_random, and the notices for sampler flags that do nothing."""
 import numpy as np
 import pytest
 import scipy.stats
@@ -14,7 +14,7 @@ P_MIN = 1e-4
 
 
 def make_opt(**overrides):
-    """The trainer's option namespace (defaults of spec training.md §1.3) with `overrides` applied."""
+    """The trainer's option namespace (the parser defaults) with `overrides` applied."""
     opt = parameters.read_arguments([])
     for key, value in overrides.items():
         assert hasattr(opt, key), key
@@ -23,7 +23,7 @@ def make_opt(**overrides):
 
 
 def make_index(sizes):
-    """image_dict (class → [[path, global index], ...]) and image_list ([(path, class)]) as spec C builds them."""
+    """image_dict (class → [[path, global index], ...]) and image_list ([(path, class)]), as datasets build them."""
     image_dict, image_list = {}, []
     for key, size in enumerate(sizes):
         image_dict[key] = []
@@ -151,7 +151,7 @@ def test_class_random_images_uniform_with_replacement(index):
 
 
 def test_class_random_skips_classes_emptied_by_label_noise():
-    """Project decision (data spec B.5): only non-empty classes are drawn, so batches keep bs indices."""
+    """Project decision (label noise can empty a class): only non-empty classes are drawn; batches keep bs indices."""
     image_dict, image_list = make_index([4, 0, 4, 0, 4])
     labels = np.array([label for _, label in image_list])
     sampler = datasampler.select('class_random', make_opt(bs=4, samples_per_class=2), image_dict, image_list)
@@ -161,7 +161,8 @@ def test_class_random_skips_classes_emptied_by_label_noise():
 
 
 def test_full_random_first_slots_are_class_balanced(index):
-    """The first bs − 1 slots: class uniform, then image uniform in it, so P(g) = 1 / (C · |class(g)|) (D-27)."""
+    """The first bs − 1 slots: class uniform, then image uniform in it, so P(g) = 1 / (C · |class(g)|), as in the
+    reference."""
     _, image_list = index
     labels = np.array([label for _, label in image_list])
     torch.manual_seed(2)
@@ -203,3 +204,68 @@ def test_full_random_with_bs_2_gives_same_label_pairs(index):
     labels = np.array([label for _, label in image_list])
     batches = epochs(datasampler.select('full_random', make_opt(bs=2, samples_per_class=1), *index), 20)
     assert (labels[batches[:, 0]] == labels[batches[:, 1]]).all()
+
+
+# ---------------------------------------------------------------------------- notices for flags that do nothing
+
+def notices(*argv):
+    return datasampler.ignored_flag_notices(parameters.read_arguments(list(argv)))
+
+
+def test_no_sampler_notice_at_defaults_or_for_flags_the_sampler_reads():
+    for name in ('class_random', 'full_random', 'greedy_coreset', 'd2_coreset', 'disthist_batchmatch',
+                 'fid_batchmatch'):
+        assert notices('--data_sampler', name) == []
+    assert notices('--data_sampler', 'disthist_batchmatch', '--data_batchmatch_ncomps', '20',
+                   '--data_batchmatch_bigbs', '256', '--data_sampler_lowproj_dim', '32',
+                   '--data_storage_no_update') == []
+    assert notices('--data_sampler', 'greedy_coreset', '--data_gc_softened', '--data_batchmatch_bigbs', '128') == []
+    assert notices('--data_sampler', 'd2_coreset', '--data_d2_coreset_lambda', '2') == []
+    assert notices('--data_sampler', 'fid_batchmatch', '--data_idx_full_prec', '--data_mb_mom', '0.9') == []
+    assert notices('--data_sampler', 'greedy_coreset', '--data_gc_coreset_lim', '1e-9') == []  # the default value
+    assert notices('--data_sampler', 'no_such_sampler', '--data_sim_measure', 'cosine') == []  # select fails first
+
+
+@pytest.mark.parametrize('name', ['greedy_coreset', 'd2_coreset', 'disthist_batchmatch', 'class_random'])
+def test_flags_no_sampler_reads_are_accepted_and_ignored(name):
+    assert notices('--data_sampler', name, '--data_sim_measure', 'cosine', '--data_gc_coreset_lim', '0.1') == [
+        f'Notice: --data_gc_coreset_lim is accepted for compatibility and ignored by --data_sampler {name}.',
+        f'Notice: --data_sim_measure is accepted for compatibility and ignored by --data_sampler {name}.']
+
+
+@pytest.mark.parametrize('name', ['greedy_coreset', 'd2_coreset'])
+def test_ncomps_is_ignored_by_the_coreset_samplers(name):
+    assert notices('--data_sampler', name, '--data_batchmatch_ncomps', '3') == [
+        f'Notice: --data_batchmatch_ncomps is ignored by --data_sampler {name} (only disthist_batchmatch, '
+        f'fid_batchmatch read it).']
+
+
+def test_notice_quotes_the_given_sampler_name_and_storage_flags_for_plain_samplers():
+    assert notices('--data_sampler', 'my_class_random', '--data_gc_softened', '--data_batchmatch_bigbs', '64') == [
+        'Notice: --data_batchmatch_bigbs is ignored by --data_sampler my_class_random (only greedy_coreset, '
+        'd2_coreset, disthist_batchmatch, fid_batchmatch read it).',
+        'Notice: --data_gc_softened is ignored by --data_sampler my_class_random (only greedy_coreset read it).']
+
+
+def test_memory_bank_momentum_needs_full_refresh():
+    assert notices('--data_sampler', 'greedy_coreset', '--data_mb_mom', '0.9', '--data_mb_lr', '0.5') == [
+        'Notice: --data_mb_mom is ignored without --data_idx_full_prec.',
+        'Notice: --data_mb_lr is ignored without --data_idx_full_prec.']
+
+
+@pytest.mark.parametrize('module, flags', [
+    (greedy_coreset_sampler, {'data_gc_coreset_lim': 0.5, 'data_batchmatch_ncomps': 3, 'data_sim_measure': 'cosine'}),
+    (d2_coreset_sampler, {'data_batchmatch_ncomps': 3, 'data_sim_measure': 'cosine', 'data_gc_coreset_lim': 0.5})])
+def test_ignored_flags_really_change_no_batch(module, flags):
+    """The notices tell the truth: the same seed gives the same epoch with and without the ignored flags."""
+    image_dict, image_list = make_index([6] * 8)
+    storage = torch.randn(len(image_list), 4, generator=torch.Generator().manual_seed(1))
+    epochs_drawn = []
+    for overrides in ({}, flags):
+        sampler = module.Sampler(make_opt(bs=8, samples_per_class=2, data_batchmatch_bigbs=24, **overrides),
+                                 image_dict, image_list)
+        sampler.storage = storage.clone()
+        torch.manual_seed(0)
+        sampler.precompute_indices()
+        epochs_drawn.append(np.array([list(batch) for batch in sampler]))
+    assert np.array_equal(*epochs_drawn)

@@ -1,4 +1,4 @@
-"""Spec mining_sampling.md B.4–B.8: the storage protocol and the greedy, D2, distance-histogram and FID samplers."""
+"""The storage protocol and the greedy, D², distance-histogram and FID samplers."""
 import numpy as np
 import pytest
 import scipy.linalg
@@ -28,7 +28,7 @@ class TinyNet(torch.nn.Module):
 
 
 class TinyDataset(torch.utils.data.Dataset):
-    """Items (label, image, global index) as spec C describes."""
+    """Items (label, image, global index) as the datasets return them."""
 
     def __init__(self, image_list):
         self.labels = [label for _, label in image_list]
@@ -108,8 +108,8 @@ def test_replace_storage_entries_writes_rows(index):
 
 @pytest.mark.parametrize('momentum', [-1, 0.9])
 def test_full_storage_update(index, momentum):
-    """Intended refresh (B.4 step 2): storage ← new, or with momentum m: delta ← m·delta + (1−m)(new − old),
-    storage ← new + lr·delta."""
+    """Intended refresh of --data_idx_full_prec (the reference crashes): storage ← new, or with momentum m:
+    delta ← m·delta + (1−m)(new − old), storage ← new + lr·delta."""
     net, loader = TinyNet(), torch.utils.data.DataLoader(TinyDataset(index[1]), batch_size=8)
     sampler = datasampler.select('disthist_batchmatch', make_opt(bs=8, data_mb_mom=momentum, data_mb_lr=0.5), *index)
     sampler.create_storage(loader, net, 'cpu')
@@ -197,7 +197,8 @@ def test_softened_greedy_picks_uniformly_above_the_97th_percentile():
 
 
 def test_greedy_sampler_anchors_are_the_selected_coreset_points(index):
-    """D-21 fixed: with the whole storage as big batch (bigbs ≥ N, D-31 clamp), the bs/spc anchors form a
+    """Anchors are the selected coreset points (the reference maps them through an unrelated pool): with the whole
+    storage as big batch (bigbs ≥ N, clamped where the reference crashes), the bs/spc anchors form a
     farthest-point sequence over the storage itself; each anchor is followed (after all anchors) by spc − 1
     same-class fillers."""
     torch.manual_seed(2)
@@ -216,7 +217,7 @@ def test_coreset_needs_enough_big_batch(index):
         datasampler.select('greedy_coreset', make_opt(bs=8, data_batchmatch_bigbs=3), *index)
 
 
-# ----------------------------------------------------------------------------------------------- D2 coreset
+# ----------------------------------------------------------------------------------------------- D² coreset
 
 def d2_expected_counts(points, picks, lam, step):
     """Σ over trials of P(pick `step` = j | earlier picks), P(j) ∝ g_j·A_j^λ over unpicked j (scipy density)."""
@@ -254,7 +255,8 @@ def test_d2_start_is_the_point_nearest_to_a_gaussian_draw():
 
 
 def test_d2_handles_singular_covariance_and_coinciding_points():
-    """D ≥ bigbs (singular Σ, D-29) and all points equal (every A_j = 0) still give distinct picks."""
+    """D ≥ bigbs (singular Σ, where the reference's scipy density raises) and all points equal (every A_j = 0) still
+    give distinct picks."""
     torch.manual_seed(5)
     for points in (torch.randn(4, 10, 32), torch.ones(4, 10, 3)):
         picks = d2_coreset(points, 6).numpy()
@@ -294,7 +296,7 @@ def test_candidates_are_class_groups_uniform_over_distinct_classes(index):
 
 
 def reference_disthist_cost(big, candidate):
-    """Spec B.7 step 4 with numpy/scipy, as the reference computes it."""
+    """The distance-histogram cost with numpy/scipy, as the reference computes it."""
     def upper_distances(x):
         d = np.sqrt(((x[:, None] - x[None]) ** 2).sum(-1))
         return d[np.triu_indices(len(x), 1)]
@@ -308,7 +310,7 @@ def reference_disthist_cost(big, candidate):
 
 
 def reference_fid_cost(big, candidate):
-    """Spec B.8 with numpy/scipy's sqrtm."""
+    """The FID score with numpy/scipy's sqrtm, as the reference computes it."""
     cov_b, cov_s = np.cov(big.T), np.cov(candidate.T)
     eps = 1e-8 * np.eye(big.shape[1])
     root = scipy.linalg.sqrtm((cov_b + eps) @ (cov_s + eps)).real

@@ -1,5 +1,5 @@
-"""The sampler hooks of the training loop end to end (spec training.md §3.3, mining_sampling.md B.4): the baseline
-trainer (main_original.py's loop) runs 2 epochs on a synthetic CUB tree with every sampler.
+"""The sampler hooks of the training loop end to end (storage creation, write-back, per-epoch precomputation): the
+baseline trainer (main_original.py's loop) runs 2 epochs on a synthetic CUB tree with every sampler.
 
 The backbone is replaced by a tiny network so that each run takes about a second on a CPU; the real backbones are
 trained by tests/test_training.py and, with every sampler, by bench/samplers.py.
@@ -76,7 +76,7 @@ def train(root, save_path, sampler, *extra, lsd=False):
 
 
 def layout_holds(sampler, labels):
-    """The batch layout of spec B.2, B.3, B.5–B.8 with spc = 2, as labels."""
+    """The batch layout of every sampler with spc = 2, as labels."""
     if sampler == 'full_random':
         return labels[-1] in labels[:-1]
     if 'coreset' in sampler:  # bs/spc anchors, then one same-class filler per anchor

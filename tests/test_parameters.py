@@ -1,4 +1,4 @@
-"""Flags and defaults of spec training.md §1, and every command line of the paper repo's README."""
+"""Flags and defaults of the reference's parameters.py, and every command line of the paper repo's README."""
 import os
 import re
 import shlex

@@ -1,4 +1,4 @@
-"""Revisit_Runs.sh: the reference's sample runs (spec data_metrics.md F), their LSD counterparts and the
+"""Revisit_Runs.sh: the reference's sample runs (its Revisit_Runs.sh), their LSD counterparts and the
 noisy-label groups; every command parses with the project's parser and names registered components."""
 import copy
 import functools
@@ -24,7 +24,7 @@ DATAPATH = '/data/dml'
 GUARD = ': "${datapath:?'
 
 FN, F = 'resnet50_frozen_normalize', 'resnet50_frozen'
-# Spec F, baseline groups: suffix -> (loss, miner or None, arch, datasets)
+# The reference script's baseline groups: suffix -> (loss, miner or None, arch, datasets)
 REFERENCE_BASELINES = {
     'Npair': ('npair', 'npair', F, 'CUB CARS SOP'),
     'GenLifted': ('lifted', 'lifted', F, 'CUB CARS SOP'),
@@ -45,7 +45,7 @@ REFERENCE_BASELINES = {
     'MS': ('multisimilarity', None, FN, 'CUB CARS SOP'),
     'Softmax': ('softmax', 'distance', FN, 'CUB CARS SOP'),
 }
-# Spec F, regularised groups: group -> (loss, miner_rho_distance_cp, loss_margin_beta)
+# The reference script's regularised groups: group -> (loss, miner_rho_distance_cp, loss_margin_beta)
 REFERENCE_REGULARISED = {
     'CUBreg_Contrastive': ('contrastive', 0.4, 1.2),
     'CUBreg_Margin_b06_Distance': ('margin', 0.4, 0.6),
@@ -158,7 +158,7 @@ def miner_name(key):
 
 
 def test_every_loss_accepts_its_miner():
-    """Spec criteria.md §0.6 through the registry: a loss that needs a miner gets one it allows."""
+    """Through the registries: a loss that needs a miner gets one it allows."""
     checked = set()
     for _, argv, opt in parsed_commands():
         module = criteria.BASE_LOSSES[criteria.base_name(opt.loss)]
@@ -200,7 +200,7 @@ def test_groups_are_blocks_of_seeds_0_to_4_separated_by_blank_lines():
     assert len(groups) == len(set(groups))
 
 
-def test_reference_baseline_groups_match_spec_f():
+def test_reference_baseline_groups_match_the_reference_script():
     groups = by_group()
     for ds in ('CUB', 'CARS', 'SOP'):
         expected = {PREFIX[ds] + '_' + s for s, row in REFERENCE_BASELINES.items() if ds in row[3].split()}
@@ -225,7 +225,7 @@ def test_reference_baseline_groups_match_spec_f():
                     assert flag not in argv
 
 
-def test_regularised_groups_match_spec_f():
+def test_regularised_groups_match_the_reference_script():
     groups = by_group()
     present = {g for g in groups if 'reg_' in g}
     assert present == set(REFERENCE_REGULARISED)
