@@ -1,5 +1,6 @@
 """Forward + backward of every loss with its default miner, vectorised (criteria/, batch_mining/) against the
-reference-style per-anchor loops of bench/loop_criteria.py, with and without LSD.
+reference-style per-anchor loops (bench/loop_criteria.py's miners, tests/criteria_reference.py's losses and
+distillation block), with and without LSD.
 
 Batch: bs 112 = 56 classes × 2, embed_dim 128, L2-normalised float32 rows on the CPU; LSD at epoch 5 of 150
 (non-zero distillation weight, so the teacher term and its gradient are computed). The two implementations
@@ -33,25 +34,28 @@ DETERMINISTIC = {'proxynca', 'multisimilarity', 'histogram', 'softmax', 'softtri
 EPOCH = 5
 
 
-def make_opt():
-    opt = parameters.read_arguments(['--bs', '112', '--samples_per_class', '2', '--embed_dim', '128'])
-    opt.n_classes, opt.device = 56, torch.device('cpu')
-    return opt
+N_CLASSES = 56
 
 
-def step_vectorised(criterion, embeddings, teacher, labels, use_lsd):
+def make_opt(loss):
+    return parameters.read_arguments(['--loss', loss, '--bs', '112', '--samples_per_class', '2',
+                                      '--embed_dim', '128'])
+
+
+def step_vectorised(objective, embeddings, teacher, labels, use_lsd):
     batch = embeddings.clone().requires_grad_()
     if use_lsd:
-        loss = criterion(batch=batch, teacher_batch=teacher, labels=labels, epoch=EPOCH, n_epochs=150)[0]
+        loss, _ = objective(batch, labels, teacher_embeddings=teacher, epoch=EPOCH)
     else:
-        loss = criterion(batch=batch, labels=labels)
+        loss, _ = objective(batch, labels)
     loss.backward()
     return loss.item()
 
 
 def step_loop(loss_name, miner, opt, state, embeddings, teacher, labels, use_lsd, weight):
     batch = embeddings.clone().requires_grad_()
-    loss = loop_criteria.LOSSES[loss_name](batch, labels, miner, opt, state)
+    mined = miner(batch, labels) if miner is not None else None
+    loss = loop_criteria.LOSSES[loss_name](batch, labels, mined, opt, state)
     if use_lsd:
         loss = loss + weight * loop_criteria.distillation(batch, teacher, labels, opt.kd_tau, opt.kd_beta)
     loss.backward()
@@ -77,7 +81,6 @@ def main():
     torch.manual_seed(0)
     np.random.seed(0)
 
-    opt = make_opt()
     labels = torch.arange(56).repeat_interleave(2)
     embeddings = torch.nn.functional.normalize(torch.randn(112, 128), dim=1)
     teacher = torch.nn.functional.normalize(embeddings + 0.1 * torch.randn(112, 128), dim=1)
@@ -92,17 +95,18 @@ def main():
     for loss_name in args.losses:
         for use_lsd in (False, True):
             key = loss_name + ('_lsd' if use_lsd else '')
+            opt = make_opt(key)
             miner_key = DEFAULT_MINER.get(loss_name, 'distance')
-            module = criteria.BASE_LOSSES[loss_name]
-            miner = batch_mining.select(miner_key, opt) if module.REQUIRES_BATCHMINER else None
-            criterion = criteria.select(key, opt, batchminer=miner)
-            state = {name: parameter.detach() for name, parameter in criterion.named_parameters()}
-            state = {name.split('.')[-1]: value for name, value in state.items()}
-            loop_miner = loop_criteria.MINERS[miner_key]() if module.REQUIRES_BATCHMINER else None
-            weight = criterion.distillation_weight(EPOCH) if use_lsd else 0.0
+            needs_miner = criteria.requires_miner(key)
+            miner = batch_mining.select(miner_key, opt) if needs_miner else None
+            objective, _ = criteria.build_objective(key, opt, N_CLASSES, miner)
+            state = {name: parameter.detach() for name, parameter in objective.named_parameters()}
+            state['reg_lambda'] = getattr(objective.ranking, 'reg_lambda', None)
+            loop_miner = loop_criteria.MINERS[miner_key]() if needs_miner else None
+            weight = objective.distillation_weight(EPOCH)
 
             def run_vectorised():
-                return step_vectorised(criterion, embeddings, teacher, labels, use_lsd)
+                return step_vectorised(objective, embeddings, teacher, labels, use_lsd)
 
             def run_loop():
                 return step_loop(loss_name, loop_miner, opt, state, embeddings, teacher, labels, use_lsd, weight)

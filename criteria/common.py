@@ -1,27 +1,41 @@
-"""What the losses share (spec criteria.md §0): label and miner-output handling, the "graph zero" of
-§0.4, the four distances of §0.2 and masked log-sum-exp over ragged index sets.
+"""What the losses share: label handling, the miner names each loss family accepts (read from the miner
+registry), the "graph zero" of degenerate batches, the four distances and masked log-sum-exp over ragged
+index sets.
 """
 import numpy as np
 import torch
 
-TRIPLET_MINERS = ['random', 'semihard', 'softhard', 'distance', 'rho_distance', 'parametric',
-                  'random_distance', 'intra_random']
-ALL_MINERS = ['random', 'semihard', 'softhard', 'distance', 'rho_distance', 'npair', 'parametric',
-              'lifted', 'random_distance', 'intra_random']
+import batch_mining
+
+LSD_SUFFIX = '_lsd'
+# the set-form miners (a 3-tuple of per-anchor sets); every other registered miner returns triplets
+SET_FORM_MINERS = ('npair', 'lifted')
 
 
 class CriterionError(ValueError):
     """A loss called with input or options it cannot work with; the message names the cause."""
 
 
+def all_miner_names():
+    """Every registered miner, in registry order (the list ap_loss keeps from the reference)."""
+    return list(batch_mining.BATCHMINING_METHODS)
+
+
+def triplet_miner_names():
+    """The registered miners that return (anchor, positive, negative) triplets: all but the set-form ones,
+    which a triplet loss would silently misread as three triplets."""
+    return [name for name in batch_mining.BATCHMINING_METHODS if name not in SET_FORM_MINERS]
+
+
 def graph_zero(batch):
-    """§0.4: an exact 0.0 attached to `batch`, so backward() runs and yields all-zero gradients.
-    Summing an empty slice keeps it 0 even when the batch holds NaN or inf."""
+    """An exact 0.0 attached to `batch`, so backward() runs and yields all-zero gradients; what a loss returns
+    when it has nothing to average. Summing an empty slice keeps it 0 even when the batch holds NaN or inf."""
     return batch.reshape(-1)[:0].sum()
 
 
 def label_tensor(labels, batch):
-    """Labels (tensor on any device, numpy array or list) as a 1-D int64 tensor on the batch's device."""
+    """Labels (tensor on any device, numpy array or list) as a 1-D int64 tensor on the batch's device: the one
+    conversion every loss, the miners it calls and the distillation term receive."""
     if isinstance(labels, torch.Tensor):
         labels = labels.detach().to(device=batch.device, dtype=torch.int64)
     else:
@@ -33,13 +47,9 @@ def label_tensor(labels, batch):
     return labels
 
 
-def miner_labels(labels):
-    """Labels as the miner receives them (§0.3): a torch tensor or numpy array is passed unchanged."""
-    return labels if isinstance(labels, (torch.Tensor, np.ndarray)) else np.asarray(labels)
-
-
 def check_class_range(labels, n_classes, loss_name):
-    """§0.1: losses with per-class parameters index them with the labels; refuse out-of-range ones."""
+    """Losses with per-class parameters index them with the labels; refuse out-of-range ones with one line
+    instead of an index error deep inside a gather."""
     if labels.numel() and (labels.min() < 0 or labels.max() >= n_classes):
         bad = labels[(labels < 0) | (labels >= n_classes)][0]
         raise CriterionError('{} loss: label {} is outside 0..n_classes-1 (n_classes = {})'.format(
@@ -47,8 +57,8 @@ def check_class_range(labels, n_classes, loss_name):
 
 
 def triplet_indices(triplets, batch):
-    """Triplet-form miner output (§0.4: a list of (a, p, n) or a (T, 3) tensor) as a (T, 3) int64
-    tensor on the batch's device; T may be 0."""
+    """Triplet-form miner output (a list of (a, p, n) or a (T, 3) tensor) as a (T, 3) int64 tensor on the
+    batch's device; T may be 0."""
     if not isinstance(triplets, torch.Tensor):
         triplets = np.asarray(triplets, dtype=np.int64) if len(triplets) else np.zeros((0, 3), np.int64)
     triplets = torch.as_tensor(triplets, dtype=torch.int64, device=batch.device)
@@ -59,7 +69,7 @@ def triplet_indices(triplets, batch):
 
 
 def position_vector(positions, device):
-    """A list of batch positions (one per anchor, set-form miners A.6/A.8) as an int64 tensor."""
+    """A list of batch positions (one per anchor, as the set-form miners give) as an int64 tensor."""
     if isinstance(positions, torch.Tensor):
         return positions.to(device=device, dtype=torch.int64).reshape(-1)
     return torch.as_tensor(np.asarray(positions, dtype=np.int64).reshape(-1), device=device)
@@ -94,29 +104,30 @@ def masked_logsumexp(values, mask, dim=-1):
 
 
 def log1p_sum_exp(values, mask, dim=-1):
-    """log(1 + Σ_masked exp(v)) in the stable form of §0.3 (LSE over the set plus a 0 term)."""
+    """log(1 + Σ_masked exp(v)) in the stable form: the LSE over the set plus a 0 term, which agrees with the
+    reference's direct form wherever that does not overflow."""
     values = values.masked_fill(~mask, float('-inf'))
     zero = torch.zeros_like(values.narrow(dim, 0, 1))
     return torch.logsumexp(torch.cat([zero, values], dim=dim), dim=dim)
 
 
 def squared_distance(u, v):
-    """§0.2 d²: the plain squared Euclidean distance, row-wise."""
+    """d²: the plain squared Euclidean distance, row-wise (triplet loss)."""
     return (u - v).pow(2).sum(dim=-1)
 
 
 def margin_distance(u, v):
-    """§0.2 d_m: sqrt(Σ (u − v)² + 1e-8), row-wise."""
+    """d_m = sqrt(Σ (u − v)² + 1e-8), row-wise: the margin loss's smoothed distance, 1e-4 for u = v."""
     return ((u - v).pow(2).sum(dim=-1) + 1e-8).sqrt()
 
 
 def eps_distance(u, v):
-    """§0.2 d_ε: sqrt(Σ (u − v + 1e-6)²), torch's pairwise distance with its default eps."""
+    """d_ε = sqrt(Σ (u − v + 1e-6)²): torch's pairwise distance with its default eps (contrastive, lifted)."""
     return (u - v + 1e-6).pow(2).sum(dim=-1).sqrt()
 
 
 def plain_distance(u, v):
-    """§0.2 ‖u − v‖, whose gradient at 0 is 0 (torch's norm convention)."""
+    """‖u − v‖, whose gradient at 0 is 0 (torch's norm convention; quadruplet)."""
     return torch.linalg.vector_norm(u - v, dim=-1)
 
 

@@ -1,4 +1,7 @@
-"""Histogram loss of Ustinova & Lempitsky with a triangular kernel for every bin count (spec criteria.md A.10)."""
+"""Histogram loss of Ustinova & Lempitsky with a triangular kernel for every bin count.
+
+Only deterministic reductions: index_add (and cumsum) on CUDA sum in a random order, which made two runs
+with the same seed drift apart."""
 import torch
 
 from criteria.common import graph_zero, label_tensor
@@ -30,7 +33,7 @@ class Criterion(torch.nn.Module):
         n_pos, n_neg = positive.sum(), negative.sum()
         if not n_pos or not n_neg:
             return graph_zero(batch)
-        # E-13 fixed: each similarity splits linearly between its two neighbouring grid points t_k ≤ s < t_k+1;
+        # each similarity splits linearly between its two neighbouring grid points t_k ≤ s < t_k+1;
         # every other bin has weight max(0, 1 − |s − t|/Δ) = 0, so only those two are computed
         lower = ((similarity.detach() + 1) / self.bin_width).floor().to(torch.int64)
         bins = torch.stack([lower, lower + 1], dim=-1)
@@ -40,7 +43,13 @@ class Criterion(torch.nn.Module):
         bins = bins.clamp(min=0, max=self.nbins - 1).reshape(-1)
         hist_pos = self.histogram(bins, weights * positive[..., None], batch) / n_pos
         hist_neg = self.histogram(bins, weights * negative[..., None], batch) / n_neg
-        return (hist_neg * hist_pos.cumsum(0)).sum()
+        # Σ_l h⁻_l Σ_{k≤l} h⁺_k as the lower triangle of the outer product: a plain sum, where cumsum on
+        # CUDA has no fixed summation order
+        return torch.outer(hist_neg, hist_pos).tril().sum()
 
     def histogram(self, bins, weights, batch):
-        return torch.zeros(self.nbins, dtype=batch.dtype, device=batch.device).index_add(0, bins, weights.reshape(-1))
+        """Σ of the weights per bin as a masked column sum (fixed reduction order on every device); index_add
+        and scatter on CUDA accumulate in a random order."""
+        columns = torch.arange(self.nbins, device=batch.device)
+        in_bin = bins[:, None] == columns[None, :]
+        return torch.where(in_bin, weights.reshape(-1, 1), weights.new_zeros(())).sum(0)

@@ -1,20 +1,17 @@
-"""Multi-similarity loss with its own pair mining (spec criteria.md A.9)."""
+"""Multi-similarity loss with its own pair mining."""
 import torch
 
+from criteria.base import registry_constants
 from criteria.common import label_tensor, log1p_sum_exp
-
-ALLOWED_MINING_OPS = None
-REQUIRES_BATCHMINER = False
-REQUIRES_OPTIM = False
 
 
 class Criterion(torch.nn.Module):
     """Per row: keep negatives with S + ε > min positive S and positives with S − ε < max negative S
     (against the unmined sets), then (1/α)·log(1 + Σ exp(−α(S − λ))) + (1/β)·log(1 + Σ exp(β(S − λ)));
-    mean over rows that keep both a positive and a negative (E-8: rows without either are skipped)."""
-    ALLOWED_MINING_OPS = ALLOWED_MINING_OPS
-    REQUIRES_BATCHMINER = REQUIRES_BATCHMINER
-    REQUIRES_OPTIM = REQUIRES_OPTIM
+    mean over rows that keep both a positive and a negative (the reference raises on rows without either)."""
+    ALLOWED_MINING_OPS = None
+    REQUIRES_BATCHMINER = False
+    REQUIRES_OPTIM = False
 
     def __init__(self, opt):
         super().__init__()
@@ -42,5 +39,8 @@ class Criterion(torch.nn.Module):
         pos_term = log1p_sum_exp(-self.pos_weight * (similarity - self.pos_thresh), kept_pos) / self.pos_weight
         neg_term = log1p_sum_exp(self.neg_weight * (similarity - self.neg_thresh), kept_neg) / self.neg_weight
         row_loss = torch.where(kept_rows, pos_term + neg_term, torch.zeros_like(pos_term))
-        # no kept row: an exact, graph-connected 0 (the graph zero of §0.4) without a host sync
+        # no kept row: an exact, graph-connected 0 (the graph zero) without a host sync
         return row_loss.sum() / kept_rows.sum().clamp(min=1).to(batch.dtype)
+
+
+ALLOWED_MINING_OPS, REQUIRES_BATCHMINER, REQUIRES_OPTIM = registry_constants(Criterion)

@@ -1,29 +1,20 @@
-"""Triplet loss with squared distances (spec criteria.md A.1)."""
+"""Triplet loss with squared distances."""
 import torch
 
-from criteria.common import TRIPLET_MINERS, graph_zero, miner_labels, squared_distance, triplet_indices
-
-ALLOWED_MINING_OPS = list(TRIPLET_MINERS)
-REQUIRES_BATCHMINER = True
-REQUIRES_OPTIM = False
+from criteria.base import TripletLoss, registry_constants
+from criteria.common import squared_distance
 
 
-class Criterion(torch.nn.Module):
+class Criterion(TripletLoss):
     """L = mean_t relu(d²(a, p) − d²(a, n) + m) over all mined triplets, inactive ones included."""
-    ALLOWED_MINING_OPS = ALLOWED_MINING_OPS
-    REQUIRES_BATCHMINER = REQUIRES_BATCHMINER
-    REQUIRES_OPTIM = REQUIRES_OPTIM
 
     def __init__(self, opt, batchminer):
-        super().__init__()
-        self.name = 'triplet'
+        super().__init__('triplet', batchminer)
         self.margin = opt.loss_triplet_margin
-        self.batchminer = batchminer
 
-    def forward(self, batch, labels, **kwargs):
-        triplets = triplet_indices(self.batchminer(batch, miner_labels(labels)), batch)
-        if not len(triplets):
-            return graph_zero(batch)
-        anchor, positive, negative = batch[triplets[:, 0]], batch[triplets[:, 1]], batch[triplets[:, 2]]
+    def triplet_loss(self, anchor, positive, negative, triplets, batch, labels):
         hinge = squared_distance(anchor, positive) - squared_distance(anchor, negative) + self.margin
         return torch.nn.functional.relu(hinge).mean()
+
+
+ALLOWED_MINING_OPS, REQUIRES_BATCHMINER, REQUIRES_OPTIM = registry_constants(Criterion)

@@ -2,6 +2,7 @@
 import numpy as np
 import torch
 
+import criteria
 import parameters
 
 # unequal class sizes, one class with a single sample
@@ -9,7 +10,8 @@ LABELS = [0, 0, 0, 0, 1, 1, 1, 2, 2, 3, 3, 4]
 
 
 def make_opt(*argv, n_classes=5, embed_dim=8, **attributes):
-    """The trainer's namespace: parsed flags plus the attributes the trainer sets (training.md §2)."""
+    """The trainer's namespace: parsed flags plus the attributes the reference's trainer sets on it (select
+    still reads n_classes from it when none is given)."""
     opt = parameters.read_arguments(list(argv))
     opt.n_classes = n_classes
     opt.embed_dim = embed_dim
@@ -20,7 +22,7 @@ def make_opt(*argv, n_classes=5, embed_dim=8, **attributes):
 
 
 class StubMiner:
-    """A miner that returns fixed output and counts its calls (criteria.md §0.3)."""
+    """A miner that returns fixed output and counts its calls (a loss calls its miner once per forward)."""
 
     def __init__(self, name, output):
         self.name = name
@@ -30,6 +32,11 @@ class StubMiner:
     def __call__(self, batch, labels):
         self.calls += 1
         return self.output
+
+
+def ranking_of(criterion):
+    """The ranking module of what select returns: itself for a base key, `.ranking` of an LSD Objective."""
+    return criterion.ranking if isinstance(criterion, criteria.Objective) else criterion
 
 
 def random_batch(seed, labels=LABELS, dim=8, dtype=torch.float64, normalize=True):

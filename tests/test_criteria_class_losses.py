@@ -1,5 +1,5 @@
-"""Miner-free losses (criteria.md A.3, A.9-A.13, B) against per-sample loops of their formulas,
-values and gradients, learnable parameters included."""
+"""Miner-free losses (proxy, classification, multi-similarity, histogram, Smooth-AP) against per-sample
+loops of their formulas, values and gradients, learnable parameters included."""
 import math
 
 import numpy as np
@@ -9,28 +9,11 @@ import torch
 import criteria
 from criteria.smooth_ap_loss import SmoothAP
 from criteria_fixtures import LABELS, StubMiner, assert_same_value_and_grads, make_opt, random_batch
-
-
-def unit(v):
-    return v / torch.sqrt((v ** 2).sum())
-
-
-def cross_entropy(logits, target):
-    return -logits[target] + torch.log(sum(torch.exp(z) for z in logits))
+from criteria_reference import (slow_arcface, slow_histogram, slow_multisimilarity, slow_proxynca, slow_smooth_ap,
+                                slow_softmax, slow_softtriplet)
 
 
 # ----- proxy / classification losses -----------------------------------------------------------------
-
-def slow_proxynca(x, proxies, labels):
-    n_classes = len(proxies)
-    q = [3 * unit(proxies[c]) for c in range(n_classes)]
-    total = 0
-    for i in range(len(x)):
-        b = 3 * unit(x[i])
-        delta = [((b - q[c]) ** 2).sum() for c in range(n_classes)]
-        others = [-delta[c] for c in range(n_classes) if c != labels[i]]
-        total = total + delta[labels[i]] + torch.log(sum(torch.exp(v) for v in others))
-    return total / len(x)
 
 
 def test_proxynca_matches_formula_including_absent_classes():
@@ -41,48 +24,11 @@ def test_proxynca_matches_formula_including_absent_classes():
                                 lambda b, w: slow_proxynca(b, w, labels), x, criterion.proxies)
 
 
-def slow_softmax(x, class_map, labels, temperature=0.05):
-    w = [unit(class_map[c]) for c in range(len(class_map))]
-    total = 0
-    for i in range(len(x)):
-        logits = torch.stack([x[i] @ w[c] / temperature for c in range(len(w))])
-        total = total + cross_entropy(logits, labels[i])
-    return total / len(x)
-
-
 def test_softmax_matches_formula():
     x, labels = random_batch(1, normalize=False)
     criterion = criteria.select('softmax', make_opt('--loss_softmax_temperature', '0.3')).double()
     assert_same_value_and_grads(lambda b, w: criterion(batch=b, labels=labels),
                                 lambda b, w: slow_softmax(b, w, labels, 0.3), x, criterion.class_map)
-
-
-def slow_softtriplet(x, centroids, labels, n_classes, K, delta=0.01, gamma=0.1, lam=8.0, rho=0.2):
-    D = centroids.shape[0]
-    rows = [unit(centroids[d]) for d in range(D)]               # row-wise normalisation (E-14)
-    c_hat = torch.stack(rows)
-    total = 0
-    for i in range(len(x)):
-        sigma = [[x[i] @ c_hat[:, c * K + k] for k in range(K)] for c in range(n_classes)]
-        u = []
-        for c in range(n_classes):
-            value = 0
-            for k in range(K):
-                weight = torch.exp(gamma * sigma[c][k]) / sum(torch.exp(gamma * sigma[cc][k])
-                                                              for cc in range(n_classes))
-                value = value + weight * sigma[c][k]
-            u.append(value)
-        logits = torch.stack([lam * (u[c] - delta * float(c == int(labels[i]))) for c in range(n_classes)])
-        total = total + cross_entropy(logits, labels[i])
-    loss = total / len(x)
-    if K == 1:
-        return loss
-    reg = 0
-    for c in range(n_classes):
-        for k in range(K):
-            for k2 in range(k + 1, K):
-                reg = reg + torch.sqrt(2.00001 - 2 * c_hat[:, c * K + k] @ c_hat[:, c * K + k2])
-    return loss + rho * reg / (n_classes * K * (K - 1))
 
 
 @pytest.mark.parametrize('n_centroids', [1, 2, 3])
@@ -94,17 +40,6 @@ def test_softtriplet_matches_formula(n_centroids):
     assert_same_value_and_grads(
         lambda b, w: criterion(batch=b, labels=labels),
         lambda b, w: slow_softtriplet(b, w, labels, 5, n_centroids, gamma=0.7), x, criterion.intra_class_centroids)
-
-
-def slow_arcface(x, class_map, labels, margin=0.5, scale=16.0):
-    w = [unit(class_map[c]) for c in range(len(class_map))]
-    total = 0
-    for i in range(len(x)):
-        cosines = [torch.clamp(x[i] @ w[c], 1e-10, 1 - 1e-10) for c in range(len(w))]
-        logits = [scale * cos for cos in cosines]
-        logits[labels[i]] = scale * torch.cos(torch.acos(cosines[labels[i]]) + margin)
-        total = total + cross_entropy(torch.stack(logits), labels[i])
-    return total / len(x)
 
 
 def test_arcface_matches_formula_with_clamped_negative_cosines():
@@ -126,25 +61,6 @@ def test_label_outside_class_range_is_a_one_line_error(loss):
 
 
 # ----- multisimilarity ---------------------------------------------------------------------------------
-
-def slow_multisimilarity(x, labels, alpha=2.0, beta=40.0, eps=0.1, lam=0.5):
-    S = x @ x.T
-    terms = []
-    for i in range(len(x)):
-        pos = [j for j in range(len(x)) if j != i and labels[j] == labels[i]]
-        neg = [j for j in range(len(x)) if labels[j] != labels[i]]
-        if not pos or not neg:
-            continue
-        min_pos = min(S[i, j].item() for j in pos)
-        max_neg = max(S[i, j].item() for j in neg)
-        kept_neg = [n for n in neg if S[i, n].item() + eps > min_pos]
-        kept_pos = [p for p in pos if S[i, p].item() - eps < max_neg]
-        if not kept_neg or not kept_pos:
-            continue
-        pos_term = torch.log(1 + sum(torch.exp(-alpha * (S[i, p] - lam)) for p in kept_pos)) / alpha
-        neg_term = torch.log(1 + sum(torch.exp(beta * (S[i, n] - lam)) for n in kept_neg)) / beta
-        terms.append(pos_term + neg_term)
-    return sum(terms) / len(terms), len(terms)
 
 
 def test_multisimilarity_matches_formula_and_skips_rows():
@@ -180,26 +96,6 @@ def test_multisimilarity_without_usable_row_is_graph_zero(labels):
 
 # ----- histogram --------------------------------------------------------------------------------------
 
-def slow_histogram(x, labels, nbins):
-    delta = 2 / (nbins - 1)
-    grid = [-1 + k * delta for k in range(nbins)]
-    hist_pos, hist_neg = [0] * nbins, [0] * nbins
-    n_pos = n_neg = 0
-    for i in range(len(x)):
-        for j in range(i + 1, len(x)):
-            s = x[i] @ x[j]
-            weights = [torch.relu(1 - torch.abs(s - t) / delta) for t in grid]
-            if labels[i] == labels[j]:
-                hist_pos = [h + w for h, w in zip(hist_pos, weights)]
-                n_pos += 1
-            else:
-                hist_neg = [h + w for h, w in zip(hist_neg, weights)]
-                n_neg += 1
-    loss = 0
-    for l in range(nbins):
-        loss = loss + hist_neg[l] / n_neg * sum(hist_pos[k] / n_pos for k in range(l + 1))
-    return loss
-
 
 @pytest.mark.parametrize('nbins', [65, 21, 50])
 def test_histogram_matches_triangular_kernel_for_any_bin_count(nbins):
@@ -228,29 +124,13 @@ def test_histogram_without_positive_or_negative_pairs_is_graph_zero(labels):
 
 # ----- Smooth-AP --------------------------------------------------------------------------------------
 
-def slow_smooth_ap(x, labels, tau):
-    def g(z):
-        return 1 / (1 + torch.exp(torch.clamp(-z / tau, -50, 50)))
-    S = x @ x.T
-    B = len(x)
-    ap_sum = 0
-    for q in range(B):
-        positives = [j for j in range(B) if labels[j] == labels[q]]       # includes q (E-24)
-        ap = 0
-        for j in positives:
-            r_all = 1 + sum(g(S[q, k] - S[q, j]) for k in range(B) if k != j)
-            r_pos = 1 + sum(g(S[q, k] - S[q, j]) for k in positives if k != j)
-            ap = ap + r_pos / r_all
-        ap_sum = ap_sum + ap / len(positives)
-    return 1 - ap_sum / B
-
 
 @pytest.mark.parametrize('tau', [0.01, 0.5])
 def test_smooth_ap_matches_formula_for_any_grouping(tau):
     x, labels = random_batch(9)
     order = torch.randperm(len(x), generator=torch.Generator().manual_seed(0))
     labels = labels[order]                      # not in consecutive groups
-    module = SmoothAP(tau, 64, 4, 8)            # batch_size and num_id do not matter (E-23)
+    module = SmoothAP(tau, 64, 4, 8)            # batch_size and num_id do not matter (the seed sized masks by them)
     value = assert_same_value_and_grads(lambda b: module(b, labels), lambda b: slow_smooth_ap(b, labels, tau), x)
     assert value.dim() == 0
 

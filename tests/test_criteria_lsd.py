@@ -1,5 +1,5 @@
-"""Listwise self-distillation (criteria.md C.2-C.5): the vectorised KD against the seed's row-by-row form,
-the LSD identity, the w = 0 guarantee, and the composition's pass-through."""
+"""Listwise self-distillation: the vectorised KD against the seed's row-by-row form, the LSD identity
+total = ranking + (e/N)·α·τ²·KD, the w = 0 guarantee, and the composition with every base loss."""
 import pytest
 import torch
 
@@ -7,24 +7,9 @@ import criteria
 from criteria.listwise_distillation import listwise_kd
 from criteria_fixtures import (LABELS, StubMiner, assert_same_value_and_grads, make_opt, random_batch,
                                random_triplets)
+from criteria_reference import lifted_miner_output, npair_miner_output, seed_row_kd
 
 TRIPLETS = random_triplets(LABELS, 10, seed=1)
-
-
-def seed_row_kd(student, teacher, labels, tau, beta):
-    """C.2 as the seed writes it: per anchor, same-label entries (self included) then the others, the
-    others scaled by β, KL-divergence with batchmean on a 1×B row, mean over anchors."""
-    teacher = teacher.detach()
-    rows = []
-    for i in range(len(student)):
-        same = [j for j in range(len(student)) if labels[j] == labels[i]]
-        other = [j for j in range(len(student)) if labels[j] != labels[i]]
-        s = torch.cat([student[same] @ student[i], beta * (student[other] @ student[i])])
-        t = torch.cat([teacher[same] @ teacher[i], beta * (teacher[other] @ teacher[i])])
-        log_q = torch.log_softmax(s[None] / tau, dim=1)
-        p = torch.softmax(t[None] / tau, dim=1)
-        rows.append(torch.nn.functional.kl_div(log_q, p, reduction='batchmean'))
-    return torch.stack(rows).mean()
 
 
 @pytest.mark.parametrize('dtype, rtol, atol', [(torch.float64, 1e-10, 1e-12), (torch.float32, 1e-4, 1e-6)])
@@ -55,11 +40,18 @@ def test_kd_survives_underflowing_teacher_probabilities():
     assert torch.isfinite(value) and torch.isfinite(grad).all()
 
 
-# ----- the LSD criterion ----------------------------------------------------------------------------
+# ----- the LSD objective ----------------------------------------------------------------------------
 
 def lsd(loss='triplet', *argv, miner_name='distance', output=TRIPLETS, **attributes):
     miner = StubMiner(miner_name, output)
     return criteria.select(loss + '_lsd', make_opt(*argv, **attributes), batchminer=miner), miner
+
+
+def three(objective, *args, **kwargs):
+    """(total, ranking, KD) of an LSD objective, the three Train log values."""
+    total, parts = objective(*args, **kwargs)
+    assert set(parts) == {'loss', 'loss_rank', 'loss_kd'} and parts['loss'] is total
+    return total, parts['loss_rank'], parts['loss_kd']
 
 
 @pytest.mark.parametrize('epoch, n_epochs, alpha, tau, beta', [(3, 10, 200.0, 1.0, 1.0), (7, 12, 50.0, 0.5, 1.5)])
@@ -68,7 +60,7 @@ def test_total_is_ranking_plus_weighted_kd(epoch, n_epochs, alpha, tau, beta):
     teacher, _ = random_batch(6)
     criterion, miner = lsd('triplet', '--n_epochs', str(n_epochs), '--kd_alpha', str(alpha),
                            '--kd_tau', str(tau), '--kd_beta', str(beta))
-    total, ranking, kd = criterion(batch=x, teacher_batch=teacher, labels=labels, epoch=epoch, n_epochs=999)
+    total, ranking, kd = three(criterion, x, labels, teacher_embeddings=teacher, epoch=epoch)
     weight = epoch / n_epochs * alpha * tau ** 2
     assert criterion.distillation_weight(epoch) == pytest.approx(weight, rel=1e-15)
     base = criteria.select('triplet', make_opt(), batchminer=StubMiner('distance', TRIPLETS))
@@ -89,12 +81,13 @@ def test_zero_weight_total_is_ranking_bit_for_bit(argv, epoch):
     criterion, _ = lsd('margin', *argv)
     base = criteria.select('margin', make_opt(), batchminer=StubMiner('distance', TRIPLETS))
     base.load_state_dict(criterion.state_dict())
-    total, ranking, kd = criterion(batch=x, teacher_batch=teacher, labels=labels, epoch=epoch)
+    total, ranking, kd = three(criterion, x, labels, teacher_embeddings=teacher, epoch=epoch)
     assert total is ranking
     assert kd.item() == pytest.approx(listwise_kd(x, teacher, labels).item(), rel=1e-12) and kd.item() > 0
+    assert not kd.requires_grad
     reference = base(batch=x, labels=labels)
     assert torch.equal(total, reference)
-    got = torch.autograd.grad(total, [x, criterion.beta])
+    got = torch.autograd.grad(total, [x, criterion.ranking.beta])
     want = torch.autograd.grad(reference, [x, base.beta])
     assert all(torch.equal(g, w) for g, w in zip(got, want))
 
@@ -102,44 +95,48 @@ def test_zero_weight_total_is_ranking_bit_for_bit(argv, epoch):
 def test_skipped_teacher_returns_ranking_and_zero_kd():
     x, labels = random_batch(9)
     criterion, _ = lsd('contrastive')
-    total, ranking, kd = criterion(batch=x, teacher_batch=None, labels=labels, epoch=0, n_epochs=150)
+    assert not criterion.needs_teacher(0) and criterion.needs_teacher(1)
+    total, ranking, kd = three(criterion, x, labels, teacher_embeddings=None, epoch=0)
     assert total is ranking and kd.item() == 0.0 and kd.dim() == 0 and kd.dtype == x.dtype
-    with pytest.raises(criteria.CriterionError, match='teacher_batch is None'):
-        criterion(batch=x, teacher_batch=None, labels=labels, epoch=1)
+    with pytest.raises(criteria.CriterionError, match='teacher_embeddings is None'):
+        criterion(x, labels, teacher_embeddings=None, epoch=1)
 
 
-@pytest.mark.parametrize('kwargs', [{}, {'epoch': 1}, {'teacher_batch': None}, {'teacher_batch': None, 'epoch': None}])
-def test_lsd_loss_without_teacher_or_epoch_is_a_one_line_error(kwargs):
+@pytest.mark.parametrize('kwargs, message', [({'epoch': 1}, 'teacher_embeddings is None at epoch 1'),
+                                             ({'teacher_embeddings': None, 'epoch': 3}, 'teacher_embeddings is None'),
+                                             ({'epoch': None}, 'triplet_lsd is an LSD loss')])
+def test_lsd_loss_without_teacher_or_epoch_is_a_one_line_error(kwargs, message):
     x, labels = random_batch(10)
     criterion, _ = lsd('triplet')
-    with pytest.raises(criteria.CriterionError, match='triplet_lsd is an LSD loss') as error:
-        criterion(batch=x, labels=labels, **kwargs)
+    with pytest.raises(criteria.CriterionError, match=message) as error:
+        criterion(x, labels, **kwargs)
     assert '\n' not in str(error.value)
 
 
 def test_kd_hyper_parameters_and_standard_flag():
     criterion, _ = lsd('margin', '--kd_beta', '3', '--kd_tau', '0.5', '--kd_alpha', '7', '--n_epochs', '20')
-    assert (criterion.kd_beta, criterion.kd_tau, criterion.kd_alpha, criterion.n_epochs) == (3.0, 0.5, 7.0, 20)
+    assert (criterion.distillation.beta, criterion.distillation.tau) == (3.0, 0.5)
+    assert (criterion.schedule.alpha, criterion.schedule.tau, criterion.schedule.n_epochs) == (7.0, 0.5, 20)
     assert criterion.distillation_weight(0) == 0 and criterion.distillation_weight(19) == 19 / 20 * 7 * 0.25
-    # E-26: the margin loss's own class boundary stays `beta`, the KD factor is `kd_beta`
-    assert isinstance(criterion.beta, torch.nn.Parameter) and criterion.beta.shape == (5,)
+    # the margin loss's own class boundary stays `beta`, the KD factor is `kd_beta`
+    assert isinstance(criterion.ranking.beta, torch.nn.Parameter) and criterion.ranking.beta.shape == (5,)
     standard, _ = lsd('margin', '--kd_beta', '3', '--f_distillation_standard')
-    assert standard.kd_beta == 1.0
+    assert standard.distillation.beta == 1.0
 
 
-def test_attribute_pass_through_and_miner_injection():
+def test_miner_injection_goes_through_the_ranking_loss():
     criterion, miner = lsd('triplet')
-    assert criterion.batchminer is miner and criterion.margin == 0.2 and criterion.name == 'triplet'
+    assert criterion.ranking.batchminer is miner and criterion.ranking.margin == 0.2
+    assert criterion.ranking.name == 'triplet' and criterion.name == 'triplet_lsd'
     injected = StubMiner('distance', [(0, 1, 4)])
-    criterion.batchminer = injected
-    assert criterion.ranking.batchminer is injected and 'batchminer' not in criterion.__dict__
+    criterion.ranking.batchminer = injected
     x, labels = random_batch(11)
     teacher, _ = random_batch(12)
-    _, ranking, _ = criterion(batch=x, teacher_batch=teacher, labels=labels, epoch=2)
+    _, ranking, _ = three(criterion, x, labels, teacher_embeddings=teacher, epoch=2)
     expected = torch.relu(((x[0] - x[1]) ** 2).sum() - ((x[0] - x[4]) ** 2).sum() + 0.2)
     torch.testing.assert_close(ranking, expected, rtol=1e-14, atol=0)
     assert injected.calls == 1 and miner.calls == 0
-    assert criterion.ALLOWED_MINING_OPS == criteria.triplet.ALLOWED_MINING_OPS
+    assert criterion.ranking.ALLOWED_MINING_OPS == criteria.triplet.ALLOWED_MINING_OPS
     with pytest.raises(AttributeError):
         criterion.no_such_attribute
 
@@ -151,8 +148,7 @@ def test_parameters_state_dict_and_groups_are_the_base_ones(loss, attribute):
     miner = StubMiner('distance', TRIPLETS)
     groups = []
     criterion, groups = criteria.select(loss + '_lsd', make_opt(), groups, batchminer=miner)
-    parameter = getattr(criterion, attribute)
-    assert getattr(criterion.ranking, attribute) is parameter
+    parameter = getattr(criterion.ranking, attribute)
     assert [id(p) for p in criterion.parameters()] == [id(parameter)]
     grouped = [p for group in groups for p in
                (group['params'] if isinstance(group['params'], list) else [group['params']])]
@@ -161,19 +157,18 @@ def test_parameters_state_dict_and_groups_are_the_base_ones(loss, attribute):
     assert list(criterion.state_dict()) == [attribute]
     base = criteria.select(loss, make_opt(), batchminer=miner)
     criterion.load_state_dict(base.state_dict())
-    assert torch.equal(getattr(criterion, attribute), getattr(base, attribute))
+    assert torch.equal(getattr(criterion.ranking, attribute), getattr(base, attribute))
     holder = torch.nn.Module()
-    holder.criterion = criterion
+    holder.criterion = criterion.ranking
     assert list(holder.state_dict()) == ['criterion.' + attribute]
     holder.load_state_dict({'criterion.' + attribute: torch.zeros_like(parameter)})
-    assert getattr(criterion, attribute).abs().sum() == 0
+    assert getattr(criterion.ranking, attribute).abs().sum() == 0
 
 
 MINER_FOR = {'npair': 'npair', 'angular': 'npair', 'lifted': 'lifted'}
 
 
 def miner_output(loss, labels):
-    from test_criteria_set_losses import lifted_miner_output, npair_miner_output
     if loss == 'lifted':
         return lifted_miner_output(labels)
     if loss in ('npair', 'angular'):
@@ -194,12 +189,12 @@ def test_every_base_loss_has_an_lsd_composition(loss):
     base.load_state_dict(criterion.state_dict())
     if loss == 'quadruplet':
         torch.manual_seed(0)
-    total, ranking, kd = criterion(batch=x, teacher_batch=teacher, labels=labels, epoch=1, n_epochs=4)
+    total, ranking, kd = three(criterion, x, labels, teacher_embeddings=teacher, epoch=1)
     if loss == 'quadruplet':
         torch.manual_seed(0)
     torch.testing.assert_close(ranking, base(batch=x, labels=labels), rtol=0, atol=0)
     torch.testing.assert_close(total, ranking + 0.25 * 200 * kd, rtol=1e-14, atol=0)
-    calls_miner = criteria.BASE_LOSSES[loss].REQUIRES_BATCHMINER and loss != 'ap_loss'
+    calls_miner = criteria.requires_miner(loss) and loss != 'ap_loss'
     assert miner.calls == int(calls_miner)
     total.backward()
     assert torch.isfinite(x.grad).all() and teacher.grad is None

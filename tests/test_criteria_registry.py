@@ -1,11 +1,11 @@
-"""criteria.select (criteria.md §0.5-§0.7): keys, messages, miner checks, optimiser groups, parameters."""
+"""criteria.select: keys, messages, miner checks, optimiser groups, parameters."""
 import math
 
 import pytest
 import torch
 
 import criteria
-from criteria_fixtures import StubMiner, make_opt, random_batch
+from criteria_fixtures import StubMiner, make_opt, random_batch, ranking_of
 
 BASE = ['triplet', 'margin', 'proxynca', 'npair', 'angular', 'contrastive', 'lifted', 'snr', 'multisimilarity',
         'histogram', 'softmax', 'softtriplet', 'arcface', 'quadruplet', 'ap_loss']
@@ -59,7 +59,7 @@ def test_miner_checks(loss):
     for name in ALL_MINERS:
         miner = StubMiner(name, [])
         if name in names:
-            assert criteria.select(loss, make_opt(), batchminer=miner).batchminer is miner
+            assert ranking_of(criteria.select(loss, make_opt(), batchminer=miner)).batchminer is miner
         else:
             with pytest.raises(criteria.MiningMismatchError) as error:
                 criteria.select(loss, make_opt(), batchminer=miner)
@@ -67,7 +67,7 @@ def test_miner_checks(loss):
 
 
 def test_miner_check_reads_the_miner_name_not_the_key():
-    # random_distance reports `distance`, intra_random reports `random` (mining spec D-14)
+    # random_distance reports `distance`, intra_random reports `random`, as in the reference
     for name in ('distance', 'random'):
         assert criteria.select('snr', make_opt(), batchminer=StubMiner(name, [])) is not None
     assert criteria.select('snr', make_opt(), batchminer=StubMiner('distance', [])).reg_lambda == 0
@@ -97,8 +97,8 @@ def test_optimiser_groups(loss):
     assert len(to_optim) == 2
     group = to_optim[1]
     params = group['params'] if isinstance(group['params'], list) else [group['params']]
-    assert [id(p) for p in params] == [id(getattr(criterion, attribute))]
-    assert getattr(criterion, attribute).shape == shape
+    assert [id(p) for p in params] == [id(getattr(ranking_of(criterion), attribute))]
+    assert getattr(ranking_of(criterion), attribute).shape == shape
     assert group['lr'] == pytest.approx(lr, rel=1e-12) and 'weight_decay' not in group
     optimizer = torch.optim.Adam(to_optim, weight_decay=0.1)
     assert optimizer.param_groups[1]['weight_decay'] == 0.1      # no key of its own: the default applies
@@ -137,9 +137,9 @@ def test_parameter_initialisation():
 def test_to_device_keeps_parameter_objects():
     groups = []
     criterion, _ = criteria.select('proxynca_lsd', make_opt(), groups)
-    proxies = criterion.proxies
+    proxies = criterion.ranking.proxies
     criterion.to(torch.device('cpu'), torch.float64)
-    assert criterion.proxies is proxies and groups[0]['params'] is proxies and proxies.dtype == torch.float64
+    assert criterion.ranking.proxies is proxies and groups[0]['params'] is proxies and proxies.dtype == torch.float64
 
 
 def test_base_name_and_is_lsd():

@@ -1,5 +1,4 @@
-"""Set-form losses npair, angular and lifted (criteria.md A.4, A.5, A.7) against per-anchor loops."""
-import math
+"""Set-form losses npair, angular and lifted against per-anchor loops."""
 
 import numpy as np
 import pytest
@@ -7,72 +6,11 @@ import torch
 
 import criteria
 from criteria_fixtures import LABELS, StubMiner, assert_same_value_and_grads, make_opt, random_batch
-
-
-def npair_miner_output(labels, seed):
-    """A.6: every anchor with a positive, one random positive, all other-label positions as negatives."""
-    rng = np.random.default_rng(seed)
-    labels = np.asarray(labels)
-    anchors, positives, negatives = [], [], []
-    for i in range(len(labels)):
-        same = np.flatnonzero((labels == labels[i]) & (np.arange(len(labels)) != i))
-        if len(same):
-            anchors.append(i)
-            positives.append(int(rng.choice(same)))
-            negatives.append(np.flatnonzero(labels != labels[i]))
-    return anchors, positives, negatives
-
-
-def lifted_miner_output(labels):
-    """A.8: anchors with a positive; all other same-label positions; all other-label positions."""
-    labels = np.asarray(labels)
-    anchors = [i for i in range(len(labels)) if (labels == labels[i]).sum() > 1]
-    positives = [np.flatnonzero((labels == labels[i]) & (np.arange(len(labels)) != i)) for i in anchors]
-    negatives = [np.flatnonzero(labels != labels[i]) for i in anchors]
-    return anchors, positives, negatives
+from criteria_reference import lifted_miner_output, npair_miner_output, slow_angular, slow_lifted, slow_npair
 
 
 NPAIR_OUT = npair_miner_output(LABELS, seed=0)
 LIFTED_OUT = lifted_miner_output(LABELS)
-
-
-def mean_norm(x):
-    return sum(torch.sqrt((x[j] ** 2).sum()) for j in range(len(x))) / len(x)
-
-
-def slow_npair(x, out, l2=0.005):
-    anchors, positives, negatives = out
-    total = 0
-    for a, p, ns in zip(*out):
-        inner = sum(torch.exp(x[a] @ x[n] - x[a] @ x[p]) for n in ns)
-        total = total + torch.log(1 + inner)
-    return total / len(anchors) + l2 * mean_norm(x)
-
-
-def slow_angular(x, out, alpha=45.0, lam=2.0, l2=0.005):
-    anchors = out[0]
-    t2 = math.tan(alpha * math.pi / 180) ** 2
-    unit = [x[j] / torch.sqrt((x[j] ** 2).sum()) for j in range(len(x))]
-    npair, angular = 0, 0
-    for a, p, ns in zip(*out):
-        npair = npair + torch.log(1 + sum(torch.exp(torch.clamp(x[a] @ x[n] - x[a] @ x[p], -50, 50)) for n in ns))
-        angular = angular + torch.log(1 + sum(
-            torch.exp(4 * t2 * (unit[a] + unit[p]) @ unit[n] - 2 * (1 + t2) * unit[a] @ unit[p]) for n in ns))
-    return npair / len(anchors) + lam * angular / len(anchors) + l2 * mean_norm(x)
-
-
-def d_eps(u, v):
-    return torch.sqrt(((u - v + 1e-6) ** 2).sum())
-
-
-def slow_lifted(x, out, margin=1.0, l2=0.005):
-    anchors = out[0]
-    total = 0
-    for a, ps, ns in zip(*out):
-        pos = torch.log(sum(torch.exp(d_eps(x[a], x[p])) for p in ps))
-        neg = torch.log(sum(torch.exp(margin - d_eps(x[a], x[n])) for n in ns)) if len(ns) else -math.inf
-        total = total + torch.relu(pos + neg)
-    return total / len(anchors) + l2 * mean_norm(x)
 
 
 def build(loss, output, *argv, miner_name=None):
@@ -90,7 +28,7 @@ def test_npair_matches_formula(arch, scale):
 
 
 def test_angular_matches_formula_with_ragged_negative_sets():
-    # class sizes 4, 3, 2, 2, 1: negative sets of sizes 8, 9, 10 (E-10: ragged sets are masked)
+    # class sizes 4, 3, 2, 2, 1: negative sets of sizes 8, 9, 10 (ragged sets are masked, not stacked)
     x, labels = random_batch(1, normalize=False)
     x.data.mul_(3)
     criterion, _ = build('angular', NPAIR_OUT, '--loss_angular_alpha', '36')

@@ -1,4 +1,4 @@
-"""Triplet-list losses (criteria.md A.1, A.2, A.6, A.8, A.14) against per-triplet loops of their formulas."""
+"""Triplet-list losses (triplet, margin, contrastive, snr, quadruplet) against per-triplet loops of their formulas."""
 import numpy as np
 import pytest
 import torch
@@ -6,6 +6,7 @@ import torch
 import criteria
 from criteria_fixtures import (LABELS, StubMiner, assert_same_value_and_grads, make_opt, random_batch,
                                random_triplets)
+from criteria_reference import slow_contrastive, slow_margin, slow_quadruplet, slow_snr, slow_triplet
 
 # T = B = 12, as the distance miner gives; two of them degenerate (i, i, n)
 TRIPLETS = random_triplets(LABELS, 10, seed=3)
@@ -17,65 +18,6 @@ def build(loss, output=TRIPLETS, miner_name='distance', *argv, **attributes):
 
 
 # ----- slow definitions, one triplet at a time ------------------------------------------------------
-
-def slow_triplet(x, triplets, margin=0.2):
-    total = 0
-    for a, p, n in triplets:
-        total = total + torch.relu(((x[a] - x[p]) ** 2).sum() - ((x[a] - x[n]) ** 2).sum() + margin)
-    return total / len(triplets)
-
-
-def slow_margin(x, beta, labels, triplets, margin=0.2, nu=0.0, constant=False):
-    total, count, beta_sum = 0, 0, 0
-    for a, p, n in triplets:
-        b = beta if constant else beta[labels[a]]
-        pos = torch.relu(torch.sqrt(((x[a] - x[p]) ** 2).sum() + 1e-8) - b + margin)
-        neg = torch.relu(b - torch.sqrt(((x[a] - x[n]) ** 2).sum() + 1e-8) + margin)
-        total = total + pos + neg
-        count += int(pos > 0 or neg > 0)
-        beta_sum = beta_sum + b
-    loss = total / count if count else total
-    if nu:
-        loss = loss + nu * (beta if constant else beta_sum)
-    return loss
-
-
-def slow_contrastive(x, triplets, pos_margin=0.0, neg_margin=1.0):
-    pos, neg = 0, 0
-    for a, p, n in triplets:
-        pos = pos + torch.relu(torch.sqrt(((x[a] - x[p] + 1e-6) ** 2).sum()) - pos_margin)
-        neg = neg + torch.relu(neg_margin - torch.sqrt(((x[a] - x[n] + 1e-6) ** 2).sum()))
-    return pos / len(triplets) + neg / len(triplets)
-
-
-def unbiased_var(v):
-    return ((v - v.mean()) ** 2).sum() / (len(v) - 1)
-
-
-def slow_snr(x, triplets, margin=0.2, reg_lambda=0.005):
-    hinges, reg = [], 0
-    for a, p, n in triplets:
-        rho_pos = unbiased_var(x[a] - x[p]) / unbiased_var(x[a])
-        rho_neg = unbiased_var(x[a] - x[n]) / unbiased_var(x[a])
-        hinges.append(torch.relu(rho_pos - rho_neg + margin))
-        reg = reg + torch.abs(x[a].sum())
-    active = sum(int(h > 0) for h in hinges)
-    hinge_part = sum(hinges) / active if active else sum(hinges)
-    return hinge_part + reg_lambda * reg / len(triplets)
-
-
-def norm(v):
-    return torch.sqrt((v ** 2).sum()) if bool((v != 0).any()) else (v * 0).sum()
-
-
-def slow_quadruplet(x, triplets, fourth, alpha_1=0.2, alpha_2=0.2):
-    T = len(triplets)
-    first, second = 0, 0
-    for t, (a, p, n) in enumerate(triplets):
-        first = first + torch.relu(norm(x[a] - x[p]) - norm(x[a] - x[n]) + alpha_1)
-        for u in range(T):
-            second = second + torch.relu(norm(x[a] - x[p]) - norm(x[n] - x[fourth[u]]) + alpha_2)
-    return first / T + second / T ** 2
 
 
 # ----- values and gradients --------------------------------------------------------------------------
@@ -117,7 +59,7 @@ def test_margin_constant_beta(nu):
 
 
 def test_margin_counts_triplets_with_any_active_hinge():
-    # E-3: a triplet with both hinges active counts once (sum over 3 active hinges, divided by 2)
+    # the reference's OR count: a triplet with both hinges active counts once (sum over 3 active hinges, divided by 2)
     x = torch.tensor([[1.0, 0.0], [-1.0, 0.0], [1.0, 0.0], [0.0, 1.0]], dtype=torch.float64)
     labels = torch.tensor([0, 0, 1, 1])
     criterion, _ = build('margin', [(0, 1, 2), (1, 0, 3)], n_classes=2)
@@ -139,7 +81,7 @@ def test_contrastive_matches_formula():
 
 
 def test_degenerate_triplet_offsets():
-    # §0.2: d_m(x, x) = 1e-4 and d_eps(x, x) = 1e-6·sqrt(D)
+    # the distances' offsets: d_m(x, x) = 1e-4 and d_eps(x, x) = 1e-6·sqrt(D)
     x, labels = random_batch(5, dim=8)
     contrastive, _ = build('contrastive', [(0, 0, 4)], 'distance', '--loss_contrastive_pos_margin', '0',
                            '--loss_contrastive_neg_margin', '0')
@@ -191,7 +133,7 @@ def test_quadruplet_fourth_sample_rule():
     for t in range(5):
         allowed = set(np.flatnonzero(negatives.numpy() != negatives[t].item()).tolist())
         assert set(draws[:, t].tolist()) == allowed
-    # E-12: every triplet has the same negative -> uniform over all triplet indices
+    # every triplet has the same negative (the reference crashes) -> uniform over all triplet indices
     same = torch.stack([criterion.draw_fourth(torch.tensor([3, 3, 3])) for _ in range(100)])
     assert set(same.flatten().tolist()) == {0, 1, 2}
 

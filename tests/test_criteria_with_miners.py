@@ -1,4 +1,4 @@
-"""The losses consume the real miners' output forms (mining_sampling.md §0.4, A.6, A.8): a recording
+"""The losses consume the real miners' output forms (triplet tensors, npair and lifted sets): a recording
 proxy keeps what the miner returned, and the loss must equal the same loss fed that output by a stub."""
 import pytest
 import torch
@@ -34,7 +34,7 @@ def test_real_miner_output_is_consumed(loss, miner_name):
         for module in (criterion, replay):
             module.draw_fourth = lambda negatives: torch.arange(len(negatives)).flip(0)
     if criteria.is_lsd(loss):
-        value = criterion(batch=x, teacher_batch=None, labels=labels, epoch=0)[0]
+        value = criterion(x, labels, teacher_embeddings=None, epoch=0)[0]
     else:
         value = criterion(batch=x, labels=labels)
     assert len(recording.outputs) == 1
