@@ -1,11 +1,20 @@
-"""Dataset registry (spec: data_metrics.md §A.1): `select(name, opt, data_path)` picks a builder by
-substring, in the order cub200, cars196, online_products, then the embedded digits, and returns the
-dict of §A.5 (training / validation / testing / evaluation / evaluation_train [/ super_evaluation]).
+"""Dataset registry: `select(name, opt, data_path)` picks a builder by substring, in the order cub200,
+cars196, online_products, then the embedded digits, and returns the dict of splits (training /
+validation / testing / evaluation / evaluation_train [/ super_evaluation], see `dataset_dict`).
+
+The loop's side of the fast pipeline: `EpochTaggedBatchSampler` (the epoch reaches persistent workers
+with each key), `device_normaliser` (uint8 batches become normalised float32 on the device),
+`CachedLoader` / `cached` (--eval_cache) and `loader_options` (DataLoader kwargs).
 """
 from datasets import cars196, cub200, digits, stanford_online_products
+from datasets.device_normalisation import device_normaliser
 from datasets.errors import DatasetError
+from datasets.eval_cache import CachedLoader, cached
+from datasets.loader_options import loader_options
+from datasets.sample_randomness import EpochTaggedBatchSampler, sample_seed
 
-__all__ = ['BUILDERS', 'DatasetError', 'select']
+__all__ = ['BUILDERS', 'CachedLoader', 'DatasetError', 'EpochTaggedBatchSampler', 'cached', 'device_normaliser',
+           'loader_options', 'sample_seed', 'select']
 
 BUILDERS = (('cub200', cub200.give), ('cars196', cars196.give),
             ('online_products', stanford_online_products.give), ('digits', digits.give))

@@ -1,18 +1,27 @@
-"""The dataset object every builder returns (spec: data_metrics.md §A.6).
+"""The dataset object every builder returns.
 
 Samplers and tools rely on its attributes: `image_dict` (class -> [[path, global index], ...]),
 `image_list` (global index -> (path, label)), `image_paths` (the same list object) and `avail_classes`.
+A key is a global index or `(index, epoch)`; the epoch only matters to the fast pipeline's per-sample
+randomness (`sample_randomness`).
 """
-from PIL import Image
 from torch.utils.data import Dataset
 
-from datasets.errors import DatasetError
-from datasets.image_transforms import benchmark_pipeline
+from datasets.decoding import load_pil_rgb
+from datasets.fast_transforms import fast_benchmark_pipeline, fast_digits_pipeline
+from datasets.image_transforms import benchmark_pipeline, digits_pipeline
+from datasets.sample_randomness import split_key
+
+# The `--data_pipeline fast` counterpart of each reference pipeline builder.
+FAST_PIPELINES = {benchmark_pipeline: fast_benchmark_pipeline, digits_pipeline: fast_digits_pipeline}
 
 
 class BaseDataset(Dataset):
-    """Items are (label, 3×S×S float tensor, global index); the global index runs over the classes in
-    sorted key order and, within a class, over its paths in stored order."""
+    """Items are (label, image, global index). Reference pipeline: a 3×S×S float tensor, normalised, the
+    published PIL/torchvision transforms drawing from torch's global RNG. Fast pipeline: a uint8 3×S×S
+    tensor (normalise on the device with `device_normaliser`), its augmentation drawn from (opt.seed,
+    epoch, index). The global index runs over the classes in sorted key order and, within a class, over
+    its paths in stored order."""
 
     def __init__(self, image_dict, opt, is_validation=False, conversion=None, pipeline=benchmark_pipeline):
         self.is_validation = is_validation
@@ -21,6 +30,9 @@ class BaseDataset(Dataset):
         self.conversion = {} if conversion is None else conversion
         self.init_setup()
         self.crop_size, self.f_norm, self.normal_transform = pipeline(opt, is_validation)
+        self.seed = opt.seed
+        fast = getattr(opt, 'data_pipeline', 'reference') == 'fast' and pipeline in FAST_PIPELINES
+        self.fast_transform = FAST_PIPELINES[pipeline](opt, is_validation) if fast else None
 
     def init_setup(self):
         self.n_files = sum(len(paths) for paths in self.image_dict.values())
@@ -37,16 +49,15 @@ class BaseDataset(Dataset):
         self.is_init = True
 
     def load_image(self, path):
-        """Always RGB: grayscale, palette, CMYK and RGBA all become 3 channels (§G5)."""
-        try:
-            with Image.open(path) as image:
-                return image.convert('RGB')
-        except OSError as error:
-            raise DatasetError('Cannot read image {}: {}'.format(path, error)) from None
+        """Always RGB: grayscale, palette, CMYK and RGBA all become 3 channels."""
+        return load_pil_rgb(path)
 
-    def __getitem__(self, idx):
+    def __getitem__(self, key):
+        idx, epoch = split_key(key)
         path, label = self.image_list[idx]
-        return label, self.normal_transform(self.load_image(path)), idx
+        if self.fast_transform is None:
+            return label, self.normal_transform(self.load_image(path)), idx
+        return label, self.fast_transform(path, (self.seed, epoch, idx)), idx
 
     def __len__(self):
         return self.n_files

@@ -1,4 +1,4 @@
-"""The training dataset with flipped labels (spec: data_metrics.md §B.1-B.2, steps 5-6).
+"""The training dataset with flipped labels (`--noisy_label`), built after the clean index structure.
 
 `avail_classes` and `n_files` stay those of the clean set; `image_dict` is rebuilt under the noisy
 labels with an (possibly empty) list for every class, each entry keeping its global index.

@@ -1,5 +1,5 @@
 """CARS196: `images/<car model>/<files>`; class id = position of the folder name in string-sorted
-order, nothing filtered (spec: data_metrics.md §A.2-A.4)."""
+order, nothing filtered, as the reference does."""
 from datasets import class_folders
 from datasets.errors import require_folder
 from datasets.image_transforms import benchmark_pipeline

@@ -1,5 +1,4 @@
-"""Shared builder of the `images/<class folder>/<files>` datasets: CUB200, CARS196 and digits
-(spec: data_metrics.md §A.3-A.4).
+"""Shared builder of the `images/<class folder>/<files>` datasets: CUB200, CARS196 and digits.
 
 The first ⌊K/2⌋ sorted class ids train and the rest test (zero-shot). A class split re-keys training and
 validation from 0; a sample split keeps the ids. Test ids are never touched.

@@ -1,5 +1,5 @@
 """CUB-200-2011: `images/NNN.<Species>/<files>`; class id = NNN - 1, name = text after the last '.';
-anything containing '._' (macOS resource forks) is ignored (spec: data_metrics.md §A.2-A.4)."""
+anything containing '._' (macOS resource forks) is ignored, as the reference does."""
 from datasets import class_folders
 from datasets.errors import DatasetError, require_folder
 from datasets.image_transforms import benchmark_pipeline

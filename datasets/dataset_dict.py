@@ -1,4 +1,4 @@
-"""The dict every builder returns (spec: data_metrics.md §A.5).
+"""The dict every builder returns, with the reference's keys.
 
 Only `training` may carry noisy labels; `evaluation` is the training images with evaluation transforms
 and clean labels (the per-epoch "Train" metrics run on it).

@@ -11,7 +11,8 @@ class DatasetError(Exception):
 
 
 def require_folder(path, layout):
-    """A missing or empty dataset folder is reported with the layout the builder expects (spec A.2)."""
+    """A missing or empty dataset folder is reported with the layout the builder expects, so the user sees
+    how to lay the folder out."""
     if not os.path.isdir(path):
         raise DatasetError('Dataset folder {} not found; expected layout: {}'.format(path, layout))
     if not os.listdir(path):

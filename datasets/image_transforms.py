@@ -1,4 +1,4 @@
-"""Image pipelines per `--augmentation` and backbone (spec: data_metrics.md §A.7).
+"""Image pipelines per `--augmentation` and backbone (the reference's pipelines).
 
 A pipeline builder takes (opt, is_validation) and returns (crop_size, f_norm, pipeline); the base
 dataset stores the three as `crop_size`, `f_norm` and `normal_transform`.
@@ -27,7 +27,8 @@ class ReverseChannels:
 
 
 def check_augmentation(opt):
-    """The reference silently drops resize and crop for an unknown mode (§G6); the project refuses it."""
+    """The reference silently drops resize and crop for an unknown mode, training on
+    uncropped images of any size; the project refuses it."""
     if opt.augmentation not in AUGMENTATIONS:
         raise DatasetError('Unknown --augmentation {!r}: choose one of {}.'
                            .format(opt.augmentation, ', '.join(AUGMENTATIONS)))
@@ -43,7 +44,8 @@ def normalisation(opt):
 
 
 def benchmark_pipeline(opt, is_validation):
-    """CUB200 / CARS196 / SOP pipelines. `big` sets S = 256 in both modes but leaves crop_size (§G7)."""
+    """CUB200 / CARS196 / SOP pipelines of `--data_pipeline reference` (`fast_transforms` has the uint8
+    counterparts). `big` sets S = 256 in both modes but leaves crop_size (224 / 227), as the reference does."""
     check_augmentation(opt)
     crop_size = 227 if 'googlenet' in opt.arch else 224
     size = 256 if opt.augmentation == 'big' else crop_size

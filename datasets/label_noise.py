@@ -1,4 +1,4 @@
-"""Noisy training labels, reproducing the reference bit for bit (spec: data_metrics.md §B.2-B.4).
+"""Noisy training labels, reproducing the reference bit for bit (same seed, same labels).
 
 The reference draws `RandomState(seed).multinomial(1, P[y_i], size=1)` once per sample in image_list
 order. The legacy generator consumes a data-dependent amount of its stream per draw, so the draws
@@ -26,7 +26,7 @@ def transition_row(noise_type, n_classes, ratio, label):
 
 
 def transition_matrix(noise_type, n_classes, ratio):
-    """The full C×C matrix P of §B.2 (for inspection and small C)."""
+    """The full C×C transition matrix P (for inspection and small C)."""
     check_noise_options(noise_type, n_classes, ratio)
     return np.stack([transition_row(noise_type, n_classes, ratio, label) for label in range(n_classes)])
 

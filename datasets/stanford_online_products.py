@@ -1,9 +1,9 @@
 """Stanford Online Products: `images/<category>_final/<product>_<view>.JPG` listed by
-`Info_Files/Ebay_train.txt` and `Ebay_test.txt` (spec: data_metrics.md §A.2-A.5).
+`Info_Files/Ebay_train.txt` and `Ebay_test.txt`, as in the SOP release.
 
 Labels are `class_id - 1` (test labels are not re-based to 0); the super classes (`super_class_id - 1`)
 keep their grouping for `super_evaluation`. A class-wise validation split numbers its classes with two
-running counters from 0 (project decision, §A.4: the reference's labels start at -1).
+running counters from 0 (project decision: the reference's labels start at -1, which breaks label-indexed losses).
 """
 from datasets.dataset_dict import build_dataset_dict
 from datasets.errors import DatasetError, require_file, require_folder

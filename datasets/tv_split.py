@@ -1,4 +1,4 @@
-"""Train/validation split of the training part (spec: data_metrics.md §A.4).
+"""Train/validation split of the training part (`--use_tv_split`).
 
 By classes: the first ⌊|T|·p⌋ sorted training classes train, the rest validate. By samples: each class
 keeps ⌊n·p⌋ of its images for training, chosen by a per-dataset rule below; validation gets the

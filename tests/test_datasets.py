@@ -1,5 +1,5 @@
 """Dataset builders on synthetic trees: layouts, class ids, splits, global index order, the returned dict,
-conversions and errors (spec: data_metrics.md §A, §H)."""
+conversions and errors."""
 import os
 
 import numpy as np
@@ -23,7 +23,7 @@ def write_image(path, colour=(10, 20, 30), size=8, mode='RGB'):
 
 
 def check_index_structure(dataset):
-    """§A.6: global index over sorted classes then stored order; image_dict entries [path, g]."""
+    """Global index over sorted classes then stored order; image_dict entries [path, g]."""
     assert dataset.avail_classes == sorted(dataset.image_dict)
     assert dataset.image_paths is dataset.image_list
     assert len(dataset) == dataset.n_files == len(dataset.image_list)
@@ -43,7 +43,7 @@ def labels_of(dataset):
 # ----------------------------------------------------------------------------------------------- CUB
 @pytest.fixture(scope='module')
 def cub_fake(tmp_path_factory):
-    """The tree of §H: folders 002.B, 001.A, ._junk, 003.C, 004.D with 2 images each plus a ._x.jpg."""
+    """A hand-made tree: folders 002.B, 001.A, ._junk, 003.C, 004.D with 2 images each plus a ._x.jpg."""
     folder = str(tmp_path_factory.mktemp('cubfake') / 'cub200')
     for name in ('002.B', '001.A', '._junk', '003.C', '004.D'):
         for i in (2, 1):
@@ -76,16 +76,17 @@ def test_returned_dict_keys_and_transform_modes(cub_fake):
     assert data['evaluation'].image_list == data['training'].image_list
 
 
-def test_item_is_label_image_index(cub_fake):
-    data = datasets.select('cub200', options(), cub_fake)
+@pytest.mark.parametrize('pipeline,dtype', [('reference', torch.float32), ('fast', torch.uint8)])
+def test_item_is_label_image_index(cub_fake, pipeline, dtype):
+    data = datasets.select('cub200', options('--data_pipeline', pipeline), cub_fake)
     label, image, index = data['testing'][3]
     assert (label, index) == (3, 3)
-    assert image.dtype == torch.float32
+    assert image.dtype == dtype
     assert tuple(image.shape) == (3, 224, 224)
 
 
 def test_cub_sample_split_is_evenly_spaced(tmp_path):
-    """§H: n = 10, p = 0.8 -> training positions 0,1,3,4,5,6,8,9 and validation 2,7."""
+    """Worked example: n = 10, p = 0.8 -> training positions 0,1,3,4,5,6,8,9 and validation 2,7."""
     folder = str(tmp_path / 'cub200')
     for c in (1, 2):
         for i in range(10):
@@ -99,7 +100,7 @@ def test_cub_sample_split_is_evenly_spaced(tmp_path):
 
 
 def test_class_split_rekeys_training_and_validation(tmp_path):
-    """§H: p = 0.8 on 10 training classes -> 8 + 2 classes, both from 0; test keeps its ids."""
+    """Worked example: p = 0.8 on 10 training classes -> 8 + 2 classes, both from 0; test keeps its ids."""
     folder = synthetic_data.make_cub200(str(tmp_path), n_classes=20, per_class=1, size=8)
     data = datasets.select('cub200', options('--use_tv_split'), folder)
     assert data['training'].avail_classes == list(range(8))
@@ -227,7 +228,7 @@ def test_noisy_training_labels_only(tmp_path):
     opt = options('--noisy_label', '--noisy_ratio', '0.4', '--seed', '0')
     data = datasets.select('cub200', opt, folder)
     clean = datasets.select('cub200', options(), folder)
-    # §B.6: 5 classes × 4 samples, r = 0.4, seed 0
+    # worked example: 5 classes × 4 samples, r = 0.4, seed 0
     assert [label for _, label in data['training'].image_list] == [0, 4, 2, 2, 1, 0, 1, 2, 1, 4, 3, 4, 3, 1, 3,
                                                                    3, 4, 1, 4, 4]
     assert [p for p, _ in data['training'].image_list] == [p for p, _ in clean['training'].image_list]

@@ -1,4 +1,4 @@
-"""Noisy labels bit for bit (spec: data_metrics.md §B.2-B.6)."""
+"""Noisy labels bit for bit against the reference procedure and worked examples."""
 import numpy as np
 import pytest
 

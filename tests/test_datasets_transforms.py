@@ -1,4 +1,4 @@
-"""Image pipelines per --augmentation and backbone (spec: data_metrics.md §A.6-A.7, §H)."""
+"""Reference image pipelines per --augmentation and backbone."""
 import numpy as np
 import pytest
 import torch
@@ -12,7 +12,8 @@ from datasets.image_transforms import digits_pipeline
 
 
 def options(*argv):
-    return parameters.read_arguments(list(argv))
+    """These tests pin the reference pipeline (PIL, float items); the fast one is in test_data_pipeline.py."""
+    return parameters.read_arguments(['--data_pipeline', 'reference'] + list(argv))
 
 
 @pytest.fixture(scope='module')
@@ -82,7 +83,7 @@ def test_googlenet_crops_227_and_big_gives_256_in_both_modes(images):
         for is_validation in (True, False):
             big = dataset(images, options('--arch', arch, '--augmentation', 'big'), is_validation)
             assert tuple(big[0][1].shape) == (3, 256, 256)
-            assert big.crop_size == (227 if arch == 'googlenet' else 224)  # §G7: crop_size keeps 224/227
+            assert big.crop_size == (227 if arch == 'googlenet' else 224)  # crop_size keeps 224/227, as the reference
 
 
 @pytest.mark.parametrize('mode', ['L', 'P', 'RGBA', 'CMYK'])
