@@ -1,4 +1,4 @@
-"""Aggregate finished runs into the paper's tables and figures (spec data_metrics.md §E).
+"""Aggregate finished runs into the paper's tables and figures.
 
     python Result_Evaluations.py --source wandb --project <entity>/<project> [--out DIR]
     python Result_Evaluations.py --source local --path <save_path> [--out DIR]
@@ -8,7 +8,15 @@ every run folder below `--path` (`CSV_Logs/`, options from `hypa.pkl` or `Parame
 group and seed are the saved `--group`/`--seed`). Per group: mean ± std (ddof 0) over its runs of the
 best R@1, R@2, R@4, NMI, F1, mAP (plus R@5, R@10, mAP@R = mAP_c, mAP@1000, mAP_lim when logged), the
 epoch of the best R@1 and the Train embedding statistics at that epoch. Runs with at most
-`--min_length` logged epochs are left out (reference: 40).
+`--min_length` logged epochs are left out (reference: 40). Local run folders without
+`training_summary.txt` have not finished (a sweep still running): they are left out unless
+`--include_unfinished`; the overview printed after the tables gives, per row, the number of runs
+(seeds) used and how many were left out.
+
+Selection without the test set: for runs trained with `--use_tv_split`, the Test metrics are also read
+at the epoch of the best Val value of the run's first `--storage_metrics` (first epoch of the maximum),
+as `<name> at best Val` in summary.csv and in the overview, next to the best-over-epochs values (which
+select on the test set). `--selection best_val` makes the LaTeX tables show those instead.
 
 Written to `--out`: `--tex` (the per-dataset tables, then the shared CUB/CARS/SOP table; also printed),
 `summary.csv` (every aggregated value), and the reference's figures as PNG and SVG.
@@ -45,7 +53,11 @@ def build_parser():
     parser.add_argument('--min_length', type=int, default=aggregation.MIN_LENGTH,
                         help='A run counts only if it logged more than this many epochs (reference: 40).')
     parser.add_argument('--selection', choices=aggregation.SELECTIONS, default='max',
-                        help='max: every metric\'s own best epoch (reference); best_r1: all read at the best-R@1 epoch.')
+                        help='What the LaTeX tables show. max: every Test metric\'s own best epoch (reference); '
+                             'best_r1: all read at the best Test R@1 epoch; best_val: all read at the epoch of the '
+                             'best Val storage metric (runs trained with --use_tv_split; no selection on the test set).')
+    parser.add_argument('--include_unfinished', action='store_true',
+                        help='Also count local runs that have not finished (no training_summary.txt).')
     parser.add_argument('--columns', nargs='+', default=list(tables.DEFAULT_COLUMNS),
                         help='Columns of the per-dataset tables (names of summary.csv).')
     parser.add_argument('--metric_key', nargs='+', default=[], metavar='NAME=KEY',
@@ -79,7 +91,8 @@ def summary_frame(results):
     rows = []
     for group, result in results.items():
         entry = {'group': group, 'dataset': result.dataset, 'n_runs': result.n_runs,
-                 'seeds': ' '.join(str(s) for s in result.seeds)}
+                 'seeds': ' '.join(str(s) for s in result.seeds), 'n_unfinished': result.n_unfinished,
+                 'n_too_short': result.n_short}
         for name, (mean, std) in result.values.items():
             entry[name + ' mean'], entry[name + ' std'] = mean, std
         rows.append(entry)
@@ -91,23 +104,63 @@ def evaluate(opt):
     metric_keys = metric_keys_from(opt.metric_key)
     available = set(metric_keys) | set(aggregation.OPTIONAL_METRIC_KEYS) | {'Max_Epoch'} | \
         set(aggregation.STAT_KEYS)
+    available |= {name + aggregation.VAL_SUFFIX for name in available - {'Max_Epoch'}} | \
+        {aggregation.VAL_EPOCH, tables.SEEDS_COLUMN}
     unknown = [c for c in opt.columns if c not in available]
     if unknown:
         raise ResultsError('--columns {}: unknown; choose from {}'.format(
             ' '.join(unknown), ' '.join(sorted(available))))
     runs = load_runs(opt)
     results = aggregation.aggregate(runs, metric_keys=metric_keys, min_length=opt.min_length,
-                                    selection=opt.selection)
+                                    selection=opt.selection, include_unfinished=opt.include_unfinished)
     os.makedirs(opt.out, exist_ok=True)
-    text = tables.all_tables(results, opt.columns)
+    text = tables.all_tables(results, opt.columns, TABLE_LABELS[opt.selection])
     with open(os.path.join(opt.out, opt.tex), 'w') as handle:
         handle.write(text)
     summary_frame(results).to_csv(os.path.join(opt.out, 'summary.csv'), index=False)
     print(text)
+    print(overview(results, opt.selection, opt.include_unfinished))
     paths = [] if opt.no_figures else figures.make_figures(results, opt.out)
     if not opt.no_figures and not paths:
         print('No CUB/CARS/SOP benchmark groups (CUB_, CARS_, SOP_, ...reg_): figures skipped.')
     return results, text, paths
+
+
+TABLE_LABELS = {'max': '', 'best_r1': ' (Test values at the best Test R@1 epoch)',
+                'best_val': ' (Test values at the best-Val epoch)'}
+
+
+def overview(results, selection, include_unfinished):
+    """Per group: runs (seeds) used, runs left out, and R@1 both ways: best over the epochs (chosen on the
+    test set) and at the best-Val epoch (when the runs have a Val log)."""
+    best, at_val = aggregation.BEST_OVER_EPOCHS, aggregation.BEST_METRIC + aggregation.VAL_SUFFIX
+    lines = ['Runs per row (tables: {}; {}):'.format(
+        {'max': 'each Test metric at its best epoch', 'best_r1': 'Test values at the best Test R@1 epoch',
+         'best_val': 'Test values at the best-Val epoch'}[selection],
+        'unfinished runs counted' if include_unfinished else 'unfinished runs left out')]
+    for group in sorted(results):
+        result = results[group]
+        text = '  {} [{}]: {} run{} (seeds {})'.format(
+            tables.table_name(group), group, result.n_runs, '' if result.n_runs == 1 else 's',
+            ' '.join(str(s) for s in result.seeds) or '-')
+        if result.n_unfinished:
+            text += ', {} unfinished left out'.format(result.n_unfinished)
+        if result.n_short:
+            text += ', {} with too few epochs left out'.format(result.n_short)
+        if best in result.values:
+            text += '; {} (selected on the test set) {}'.format(best, plain(result.values[best]))
+        if at_val in result.values:
+            text += '; {} {} (Val_Epoch {})'.format(at_val, 
+                plain(result.values[at_val]), plain(result.values[aggregation.VAL_EPOCH], scale=1.0))
+        lines.append(text)
+    return '\n'.join(lines)
+
+
+def plain(pair, scale=100.0):
+    mean, std = pair
+    if mean != mean:  # NaN
+        return '-'
+    return '{:.2f} ± {:.2f}'.format(mean * scale, std * scale)
 
 
 def show_warning(message, category, filename, lineno, file=None, line=None):

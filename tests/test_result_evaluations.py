@@ -1,7 +1,7 @@
-"""Result_Evaluations.py (spec data_metrics.md §E; training.md §5 for the run-folder layout).
+"""Result_Evaluations.py: aggregation of run folders and W&B runs into the reference's tables.
 
 The aggregation is checked against hand-computed numbers on hand-made run folders, and against an
-independent slow re-implementation of §E.4 on the replayed W&B responses of tests/data/wandb_api/.
+independent slow re-implementation of the reference's aggregation on the replayed W&B responses of tests/data/wandb_api/.
 """
 import argparse
 import csv
@@ -32,7 +32,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 RECORDINGS = os.path.join(HERE, 'data', 'wandb_api')
 
-# Spec §E.3, written out here independently of the implementation.
+# The reference's keys, written out here independently of the implementation.
 KEYS = {
     'R@1': 'Test: discriminative_e_recall: e_recall@1',
     'R@2': 'Test: discriminative_e_recall: e_recall@2',
@@ -55,7 +55,7 @@ FIGURES = ['comp_metric_relation', 'metric_correlation_matrix', 'Detailed_Rel_Re
 
 
 # ------------------------------------------------------------------------------------------------
-# hand-made run folders in the logger's layout (training.md §5.1-5.4)
+# hand-made run folders in the logger's layout
 
 def write_csv(path, header, rows):
     with open(path, 'w', newline='') as handle:
@@ -64,10 +64,18 @@ def write_csv(path, header, rows):
         writer.writerows(rows)
 
 
-def make_run(root, folder, group, seed, recall, nmi, intra, dataset='digits', pickled=True, info=True):
-    """A run folder whose Test recall@1 / nmi and Train dists@intra follow the given per-epoch lists."""
+def make_run(root, folder, group, seed, recall, nmi, intra, dataset='digits', pickled=True, info=True,
+             finished=True, val_recall=None, options=None):
+    """A run folder whose Test recall@1 / nmi and Train dists@intra follow the given per-epoch lists
+    (a finished run has a training_summary.txt; `val_recall` adds a Val log)."""
     run = os.path.join(root, folder)
     os.makedirs(os.path.join(run, 'CSV_Logs'))
+    if finished:
+        with open(os.path.join(run, 'training_summary.txt'), 'w') as handle:
+            handle.write('Training Time: 0.1 min.\n---------------\n')
+    if val_recall is not None:
+        write_csv(os.path.join(run, 'CSV_Logs', 'Data_Val_discriminative_e_recall.csv'), ['e_recall@1'],
+                  [[v] for v in val_recall])
     epochs = len(recall)
     write_csv(os.path.join(run, 'CSV_Logs', 'Data_Train_epochs.csv'), ['epochs'], [[e] for e in range(epochs)])
     write_csv(os.path.join(run, 'CSV_Logs', 'Data_Train_loss.csv'), ['loss'], [[0.1]] * epochs)
@@ -80,7 +88,7 @@ def make_run(root, folder, group, seed, recall, nmi, intra, dataset='digits', pi
               [[v, 2 * v, 0.5] for v in intra])
     write_csv(os.path.join(run, 'CSV_Logs', 'Data_Model Grad_L2.csv'), ['Grad L2'], [[1.0]] * (3 * epochs))
     opt = argparse.Namespace(dataset=dataset, group=group, seed=seed, n_epochs=epochs, source_path='/x/' + dataset,
-                             save_path=run, savename=folder, evaluation_metrics=['e_recall@1', 'nmi'])
+                             save_path=run, savename=folder, evaluation_metrics=['e_recall@1', 'nmi'], **(options or {}))
     if pickled:
         with open(os.path.join(run, 'hypa.pkl'), 'wb') as handle:
             pickle.dump(opt, handle)
@@ -238,7 +246,7 @@ def test_group_and_seed_fall_back_to_parameter_info_then_folder_name(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------------
-# names and tables (§E.5-E.6)
+# names and tables
 
 def result(group, dataset, **values):
     return aggregation.GroupResult(group, dataset, 1, [0], values)
@@ -327,7 +335,7 @@ class FakeApi:
 
 
 def slow_expected(min_length=40):
-    """§E.4 straight from the recorded rows, with Python loops: {group: {name: (mean, std)}}."""
+    """The reference's aggregation straight from the recorded rows, with Python loops: {group: {name: (mean, std)}}."""
     collected = {}
     for node in recorded_nodes():
         rows = recorded_rows(node['name'])
@@ -514,3 +522,120 @@ def test_end_to_end_on_runs_written_by_the_trainers(trained, tmp_path, capsys):
     assert [line.split(' & ')[0] for line in lines[1:]] == ['Triplet', 'L-Triplet']
     assert '$-\\pm-$' not in text and paths == []
     assert 'figures skipped' in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------------------------------------
+# selection without the test set: Test values at the epoch of the best Val value
+
+from utilities.logger import LOGGER, Progress_Saver  # noqa: E402
+from utilities.results import selection  # noqa: E402
+
+
+def test_best_val_epoch_is_the_first_maximum_and_reads_test_at_that_epoch():
+    chosen = selection.select_by_validation([0.2, 0.5, 0.4, 0.5], None, {'R@1': ([0.1, 0.3, 0.6, 0.2], None)})
+    assert (chosen.epoch, chosen.val_value, chosen.test_values) == (1, 0.5, {'R@1': 0.3})
+    assert selection.best_epoch([math.nan, 0.3, 0.3]) == (1, 0.3)
+    assert selection.best_epoch([math.nan, math.nan])[0] is None
+    # evaluated every 2nd epoch: the logs' `epochs` give the epoch of each row
+    chosen = selection.select_by_validation([0.1, 0.4, 0.2, 0.4], [1, 3, 5, 7],
+                                            {'with epochs': ([0.5, 0.6, 0.7, 0.8], [1, 3, 5, 7]),
+                                             'per epoch': ([0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7], None),
+                                             'not logged then': ([0.9, 0.9], [0, 1])})
+    assert chosen.epoch == 3 and chosen.test_values['with epochs'] == 0.6 and chosen.test_values['per epoch'] == 0.3
+    assert math.isnan(chosen.test_values['not logged then'])
+    nothing = selection.select_by_validation([math.nan], None, {'R@1': ([0.4], None)})
+    assert nothing.epoch is None and math.isnan(nothing.test_values['R@1'])
+
+
+def progress(rows, **extra):
+    saver = Progress_Saver()
+    for name, values in rows.items():
+        for value in values:
+            saver.log(name, value, group='discriminative_' + name.split('@')[0])
+    for group, values in extra.items():
+        for value in values:
+            saver.log(group, value)
+    return saver
+
+
+def test_training_summary_gives_test_at_the_best_val_epoch_next_to_the_best_over_epochs(tmp_path):
+    log = LOGGER(str(tmp_path), sub_loggers=['Train', 'Test', 'Model Grad', 'Val'], make_plots=False,
+                 write_files=False)
+    log.progress_saver['Test'] = progress({'e_recall@1': [0.50, 0.70, 0.60, 0.65], 'e_recall@2': [0.6, 0.8, 0.9, 0.7],
+                                           'nmi': [0.3, 0.2, 0.4, 0.1]})
+    log.progress_saver['Val'] = progress({'e_recall@1': [0.40, 0.45, 0.52, 0.52]})
+    lines = log.summary_lines('e_recall@1', 'discriminative')
+    assert 'TEST metrics: discriminative_e_recall: e_recall@1: 0.7000  |  e_recall@2: 0.9000' in lines
+    assert lines[-3:] == [
+        "SELECTION: TEST lines above are each metric's best over the epochs (chosen on the test set); TEST AT BEST "
+        "VAL lines are the Test values at epoch 2 (first epoch of the best Val discriminative_e_recall: "
+        "e_recall@1: 0.5200)",
+        'TEST AT BEST VAL metrics (epoch 2): discriminative_e_recall: e_recall@1: 0.6000  |  e_recall@2: 0.9000',
+        'TEST AT BEST VAL metrics (epoch 2): discriminative_nmi: nmi: 0.4000']
+    # --evaluate_every 2: the Val and Test logs carry `epochs`
+    log.progress_saver['Test'] = progress({'e_recall@1': [0.5, 0.7, 0.6]}, epochs=[1, 3, 4])
+    log.progress_saver['Val'] = progress({'e_recall@1': [0.2, 0.1, 0.3]}, epochs=[1, 3, 4])
+    assert log.summary_lines()[-1] == 'TEST AT BEST VAL metrics (epoch 4): discriminative_e_recall: e_recall@1: 0.6000'
+    test_only = LOGGER(str(tmp_path), sub_loggers=['Train', 'Test', 'Model Grad'], make_plots=False, write_files=False)
+    test_only.progress_saver['Test'] = log.progress_saver['Test']
+    assert test_only.summary_lines() == ['TEST metrics: discriminative_e_recall: e_recall@1: 0.7000']  # as before
+
+
+@pytest.fixture
+def with_val(tmp_path):
+    """Two seeds with Val logs: best Val at epoch 1 (first of two maxima) and at epoch 0."""
+    make_run(tmp_path, 'X_Triplet_Softhard_s0', 'X_Triplet_Softhard', 0, recall=[0.1, 0.5, 0.3], nmi=[0.7, 0.2, 0.1],
+             intra=[0.11, 0.12, 0.13], val_recall=[0.2, 0.3, 0.3])
+    make_run(tmp_path, 'X_Triplet_Softhard_s1', 'X_Triplet_Softhard', 1, recall=[0.2, 0.4, 0.6], nmi=[0.1, 0.1, 0.9],
+             intra=[0.21, 0.22, 0.24], val_recall=[0.9, 0.1, 0.2])
+    return tmp_path
+
+
+def test_aggregation_reports_test_at_the_best_val_epoch_next_to_the_best_over_epochs(with_val):
+    result = aggregation.aggregate(load_local_runs(str(with_val)), min_length=2)['X_Triplet_Softhard']
+    assert result.values['R@1'] == pytest.approx((0.55, 0.05))               # today's: best over epochs
+    assert result.values['R@1 at best Val'] == pytest.approx((0.35, 0.15))   # 0.5 (epoch 1) and 0.2 (epoch 0)
+    assert result.values['NMI at best Val'] == pytest.approx((0.15, 0.05))   # 0.2 and 0.1
+    assert result.values['Intra at best Val'] == pytest.approx((0.165, 0.045))
+    assert result.values['Val_Epoch'] == pytest.approx((0.5, 0.5))
+    chosen = aggregation.aggregate(load_local_runs(str(with_val)), min_length=2, selection='best_val')
+    values = chosen['X_Triplet_Softhard'].values
+    assert values['R@1'] == pytest.approx((0.35, 0.15)) and values['Max_Epoch'] == pytest.approx((0.5, 0.5))
+    assert values['R@1 best over epochs'] == pytest.approx((0.55, 0.05))
+
+
+def test_command_line_chooses_what_the_table_shows(with_val, tmp_path, capsys):
+    common = ['--source', 'local', '--path', str(with_val), '--min_length', '2', '--columns', 'R@1', 'NMI',
+              'Max_Epoch', '--no_figures']
+    _, text, _ = Result_Evaluations.main(common + ['--out', str(tmp_path / 'a')])
+    assert text.splitlines()[1] == 'Triplet (H) & $55.00\\pm5.00$ & $80.00\\pm10.00$ & $1.50\\pm0.50$\\\\'
+    out = capsys.readouterr().out
+    assert ('Triplet (H) [X_Triplet_Softhard]: 2 runs (seeds 0 1); R@1 best over epochs (selected on the test set) '
+            '55.00 ± 5.00; R@1 at best Val 35.00 ± 15.00 (Val_Epoch 0.50 ± 0.50)') in out
+    _, text, _ = Result_Evaluations.main(common + ['--out', str(tmp_path / 'b'), '--selection', 'best_val'])
+    assert text.splitlines() == ['% digits (Test values at the best-Val epoch): name & R@1 & NMI & Max_Epoch',
+                                 'Triplet (H) & $35.00\\pm15.00$ & $15.00\\pm5.00$ & $0.50\\pm0.50$\\\\']
+    summary = pd.read_csv(tmp_path / 'b' / 'summary.csv')
+    assert summary['R@1 at best Val mean'][0] == pytest.approx(0.35) and summary['R@1 best over epochs mean'][0] == 0.55
+
+
+def test_a_partly_finished_sweep_gives_mean_std_with_the_seed_count_per_row(tmp_path, capsys):
+    runs = tmp_path / 'sweep' / 'runs'
+    for seed, recall, finished in ((0, [0.1, 0.5], True), (1, [0.3, 0.4], True), (2, [0.9, 0.9], False)):
+        make_run(runs, 'main_margin_ab12cd_s{}'.format(seed), 'Sample_Group', seed, recall=recall, nmi=[0.1, 0.2],
+                 intra=[0.1, 0.1], finished=finished)
+    make_run(runs, 'main_triplet_ef34gh_s0', 'Sample_Group', 0, recall=[0.2, 0.3], nmi=[0.1, 0.2], intra=[0.1, 0.1])
+    argv = ['--source', 'local', '--path', str(tmp_path / 'sweep'), '--min_length', '1', '--no_figures',
+            '--columns', 'R@1', 'Seeds', '--out', str(tmp_path / 'out')]
+    results, text, _ = Result_Evaluations.main(argv)
+    assert sorted(results) == ['main_margin_ab12cd', 'main_triplet_ef34gh']   # grouped by configuration
+    margin = results['main_margin_ab12cd']
+    assert (margin.n_runs, margin.seeds, margin.n_unfinished) == (2, [0, 1], 1)
+    assert margin.values['R@1'] == pytest.approx((0.45, 0.05))               # the unfinished seed 2 is left out
+    assert text.splitlines()[1:] == ['margin_ab12cd & $45.00\\pm5.00$ & 2\\\\', 'triplet_ef34gh & $30.00\\pm0.00$ & 1\\\\']
+    out = capsys.readouterr().out
+    assert 'margin_ab12cd [main_margin_ab12cd]: 2 runs (seeds 0 1), 1 unfinished left out' in out
+    assert 'triplet_ef34gh [main_triplet_ef34gh]: 1 run (seeds 0);' in out
+    results, _, _ = Result_Evaluations.main(argv + ['--include_unfinished'])
+    assert results['main_margin_ab12cd'].n_runs == 3
+    assert pd.read_csv(tmp_path / 'out' / 'summary.csv')['n_unfinished'].tolist() == [0, 0]

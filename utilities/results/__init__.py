@@ -1,6 +1,6 @@
-"""Offline aggregation of finished runs: the pieces behind `Result_Evaluations.py` (spec: data_metrics.md §E).
+"""Offline aggregation of finished runs: the pieces behind `Result_Evaluations.py` (the reference's Result_Evaluations, as a command line).
 
 runs.py (one run, group parsing), wandb_source.py / local_source.py (where runs come from),
-saved_options.py (reading a run folder's options), aggregation.py (§E.3-E.4), tables.py (§E.5-E.6),
-figures.py (§E.7).
+saved_options.py (reading a run folder's options), aggregation.py (best values, mean ± std), selection.py (the
+epoch chosen on the validation split), tables.py (display names, LaTeX), figures.py (the figures).
 """

@@ -1,4 +1,4 @@
-"""Best values per run, mean ± std per group (spec data_metrics.md §E.3-E.4).
+"""Best values per run, mean ± std per group, as the reference's Result_Evaluations computes them.
 
 Per run whose history has more than `min_length` rows: every metric's NaN-ignoring maximum over the
 epochs ('max', the reference), or its value at the best-R@1 epoch ('best_r1'); the epoch of the best
@@ -7,6 +7,12 @@ reference's row index is not); the Train embedding statistics at that row. Per g
 standard deviation (ddof 0) over its runs. A key a run did not log counts as NaN for that run (its
 group's mean is then NaN, shown as '-'); one warning per key says how many runs lack it (optional
 keys, aggregated only because some run logged them, are not warned about).
+
+Selection without the test set: for runs with a Val log (--use_tv_split), every Test metric is also
+read at the epoch of the best Val storage metric (the run's first --storage_metrics and --evaltypes;
+first maximum), under `<name> at best Val`, with that epoch as `Val_Epoch`; `selection='best_val'`
+puts those values in the plain names (what the tables show). Runs without training_summary.txt have
+not finished: they are left out unless `include_unfinished`, and each group counts them.
 """
 import collections
 import dataclasses
@@ -15,7 +21,9 @@ import warnings
 import numpy as np
 import pandas as pd
 
-# short name -> W&B key (§E.3); the keys a missing value is warned about.
+from utilities.results import selection as val_selection
+
+# short name -> W&B key; the keys a missing value is warned about.
 METRIC_KEYS = {
     'R@1': 'Test: discriminative_e_recall: e_recall@1',
     'R@2': 'Test: discriminative_e_recall: e_recall@2',
@@ -32,7 +40,7 @@ OPTIONAL_METRIC_KEYS = {
     'mAP@1000': 'Test: discriminative_mAP_1000: mAP_1000',
     'mAP_lim': 'Test: discriminative_mAP_lim: mAP_lim',
 }
-# Train embedding statistics read at the best-R@1 row (§E.3).
+# Train embedding statistics read at the best-R@1 row.
 STAT_KEYS = {
     'Intra_over_Inter': 'Train: discriminative_dists: dists@intra_over_inter',
     'Intra': 'Train: discriminative_dists: dists@intra',
@@ -44,7 +52,10 @@ STAT_KEYS = {
 }
 BEST_METRIC = 'R@1'
 MIN_LENGTH = 40
-SELECTIONS = ('max', 'best_r1')
+SELECTIONS = ('max', 'best_r1', 'best_val')
+VAL_SUFFIX = ' at best Val'
+VAL_EPOCH = 'Val_Epoch'
+BEST_OVER_EPOCHS = BEST_METRIC + ' best over epochs'  # kept whatever the selection, for the overview
 DATASET_TAGS = (('CUB', 'CUB'), ('CAR', 'CARS'), ('SOP', 'SOP'))
 DATASET_OPTIONS = {'cub200': 'CUB', 'cars196': 'CARS', 'online_products': 'SOP'}
 
@@ -57,10 +68,12 @@ class GroupResult:
     n_runs: int
     seeds: list
     values: dict
+    n_unfinished: int = 0   # runs left out because they have not finished (no training_summary.txt)
+    n_short: int = 0        # runs left out by the length filter
 
 
 def dataset_of(group, config):
-    """CUB / CARS / SOP by substring of the group (§E.4); else by the run's `--dataset` option (a benchmark
+    """CUB / CARS / SOP by substring of the group; else by the run's `--dataset` option (a benchmark
     name maps to its tag, any other name is kept); else 'other'."""
     for tag, dataset in DATASET_TAGS:
         if tag in group:
@@ -107,6 +120,38 @@ def run_values(history, metric_keys, stat_keys, selection, missing):
     return values
 
 
+def val_key(config):
+    """The history key of the run's Val storage metric (first --storage_metrics of the first --evaltypes)."""
+    metrics = config.get('storage_metrics') or ['e_recall@1']
+    evaltypes = config.get('evaltypes') or ['discriminative']
+    metric = str(metrics[0] if isinstance(metrics, (list, tuple)) else metrics)
+    evaltype = str(evaltypes[0] if isinstance(evaltypes, (list, tuple)) else evaltypes)
+    return 'Val: {}: {}'.format(val_selection.storage_group(evaltype, metric), metric)
+
+
+def column_epochs(history, key):
+    """Epoch of each row of `key`: its log's `epochs` column (logs evaluated every N epochs have one),
+    else `_step` (the epoch), else None (the row index)."""
+    sub_logger, _, rest = key.partition(': ')
+    group = rest.split(': ')[0]
+    for candidate in ('{}: {}: epochs'.format(sub_logger, group), '{}: epochs'.format(sub_logger), '_step'):
+        if candidate in history.columns:
+            return numeric_column(history, candidate)
+    return None
+
+
+def val_selected_values(history, metric_keys, stat_keys, key):
+    """{`<name> at best Val`: value at the best-Val epoch, 'Val_Epoch': that epoch}; None without a Val log."""
+    if key not in history.columns:
+        return None
+    columns = {name: (numeric_column(history, k), column_epochs(history, k))
+               for name, k in list(metric_keys.items()) + list(stat_keys.items()) if k in history.columns}
+    chosen = val_selection.select_by_validation(numeric_column(history, key), column_epochs(history, key), columns)
+    values = {name + VAL_SUFFIX: chosen.test_values.get(name, np.nan) for name in list(metric_keys) + list(stat_keys)}
+    values[VAL_EPOCH] = np.nan if chosen.epoch is None else float(chosen.epoch)
+    return values
+
+
 def mean_std(values):
     """(mean, population std); (NaN, NaN) for no values."""
     if not len(values):
@@ -126,8 +171,8 @@ def active_metric_keys(runs, metric_keys, optional_keys):
 
 
 def aggregate(runs, metric_keys=None, optional_keys=None, stat_keys=None, min_length=MIN_LENGTH,
-              selection='max'):
-    """{group: GroupResult} in sorted group order (§E.4)."""
+              selection='max', include_unfinished=False):
+    """{group: GroupResult} in sorted group order."""
     if selection not in SELECTIONS:
         raise ValueError('selection must be one of {}, got {!r}'.format(', '.join(SELECTIONS), selection))
     required = METRIC_KEYS if metric_keys is None else metric_keys
@@ -135,32 +180,58 @@ def aggregate(runs, metric_keys=None, optional_keys=None, stat_keys=None, min_le
                                      OPTIONAL_METRIC_KEYS if optional_keys is None else optional_keys)
     optional_names = set(metric_keys) - set(required)
     stat_keys = STAT_KEYS if stat_keys is None else stat_keys
-    names = list(metric_keys) + ['Max_Epoch'] + list(stat_keys)
+    names = list(metric_keys) + ['Max_Epoch'] + list(stat_keys) + ([BEST_OVER_EPOCHS] if BEST_METRIC in metric_keys else [])
+    with_val = selection == 'best_val' or any(val_key(run.config) in run.history.columns for run in runs)
+    val_names = [name + VAL_SUFFIX for name in list(metric_keys) + list(stat_keys)] + [VAL_EPOCH] if with_val else []
     by_group = collections.defaultdict(list)
     for run in runs:
         by_group[run.group].append(run)
     missing = collections.Counter()
-    n_used = 0
+    n_used = n_without_val = 0
     results = {}
     for group in sorted(by_group):
-        collected = {name: [] for name in names}
+        collected = {name: [] for name in names + val_names}
         seeds = []
+        n_unfinished = n_short = 0
         for run in by_group[group]:
+            if not getattr(run, 'finished', True) and not include_unfinished:
+                n_unfinished += 1
+                continue
             if not len(run.history) or len(run.history) <= min_length:
+                n_short += 1
                 continue
             n_used += 1
             seeds.append(run.seed)
-            for name, value in run_values(run.history, metric_keys, stat_keys, selection, missing).items():
+            values = run_values(run.history, metric_keys, stat_keys, 'max' if selection == 'best_val' else selection,
+                                missing)
+            if BEST_METRIC in metric_keys:
+                values[BEST_OVER_EPOCHS] = values[BEST_METRIC]
+            if with_val:
+                by_val = val_selected_values(run.history, metric_keys, stat_keys, val_key(run.config))
+                n_without_val += by_val is None
+                by_val = by_val or {name: np.nan for name in val_names}
+                values.update(by_val)
+                if selection == 'best_val':
+                    values.update({name: by_val[name + VAL_SUFFIX] for name in list(metric_keys) + list(stat_keys)})
+                    values['Max_Epoch'] = by_val[VAL_EPOCH]
+            for name, value in values.items():
                 collected[name].append(value)
-        if not seeds:
+        if not seeds and n_short:
             warnings.warn('group {}: no run has more than {} logged epochs; its values are NaN'.format(
                 group, min_length), stacklevel=2)
+        elif not seeds:
+            warnings.warn('group {}: no run has finished yet (no training_summary.txt); its values are NaN'
+                          .format(group), stacklevel=2)
         results[group] = GroupResult(group=group, dataset=dataset_of(group, by_group[group][0].config),
                                      n_runs=len(seeds), seeds=seeds,
-                                     values={name: mean_std(collected[name]) for name in names})
+                                     values={name: mean_std(collected[name]) for name in names + val_names},
+                                     n_unfinished=n_unfinished, n_short=n_short)
     for name in names:
         if missing[name] and name not in optional_names:
             key = metric_keys.get(name, stat_keys.get(name))
             warnings.warn('{} (key {!r}) was not logged by {} of {} runs: NaN for those runs, shown as -'.format(
                 name, key, missing[name], n_used), stacklevel=2)
+    if selection == 'best_val' and n_without_val:
+        warnings.warn('{} of {} runs have no Val log (trained without --use_tv_split): their values at the '
+                      'best-Val epoch are NaN'.format(n_without_val, n_used), stacklevel=2)
     return results

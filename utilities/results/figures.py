@@ -1,4 +1,4 @@
-"""The reference's four result figures (spec data_metrics.md §E.7), each saved as PNG and SVG.
+"""The reference's four result figures, each saved as PNG and SVG.
 
 Only the benchmark groups take part: "basic" groups contain `CUB_`, `CARS_` or `SOP_`, "regularised"
 ones `CUBreg_`, `CARreg_` or `SOPreg_` (LSD and noisy-label groups of this project's sample runs are

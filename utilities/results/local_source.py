@@ -1,10 +1,14 @@
-"""Runs from this project's own run folders (training.md §5.1-5.4), shaped like W&B histories.
+"""Runs from this project's own run folders, shaped like W&B histories.
 
 A run folder is any folder below `--path` that holds `CSV_Logs/`. Each
 `CSV_Logs/Data_<SubLogger>_<group>.csv` column `<segment>` becomes the history column named by the
 W&B key the logger pushes for it (`<SubLogger>: <group>` if group == segment, else
 `<SubLogger>: <group>: <segment>`), one row per epoch, so both sources feed the same aggregation.
 `Model Grad` files hold one row per iteration, not per epoch, and are left out.
+
+The group is the saved `--group`; a run trained without one (the default `Sample_Group`) whose folder
+is named `<configuration>_s<seed>` (the sweep tool's names) is grouped by that name without its seed.
+A run folder without `training_summary.txt` has not finished (`Run.finished` False).
 """
 import csv
 import math
@@ -16,6 +20,7 @@ from utilities.results.runs import ResultsError, Run, group_from_name, seed_from
 from utilities.results.saved_options import read_run_options
 
 SUB_LOGGERS = ('Model Grad', 'Train', 'Test', 'Val')
+DEFAULT_GROUP = 'Sample_Group'  # the trainers' --group default
 PER_ITERATION_SUB_LOGGERS = ('Model Grad',)
 
 
@@ -95,11 +100,11 @@ def load_local_runs(path):
         name = os.path.basename(os.path.normpath(run_dir))
         group = options.get('group')
         seed = options.get('seed')
-        if not isinstance(group, str) or not group:
-            group = group_from_name(name)
+        if not isinstance(group, str) or not group or (group == DEFAULT_GROUP and group_from_name(name) != name):
+            group = group_from_name(name)  # no --group given: `<configuration>_s<seed>` names the group
         if seed is None:
             seed = seed_from_name(name)
         runs.append(Run(name=name, group=group, seed=seed, history=read_history(run_dir),
                         config={k: v for k, v in options.items() if not str(k).startswith('_')},
-                        origin=run_dir))
+                        origin=run_dir, finished=os.path.isfile(os.path.join(run_dir, 'training_summary.txt'))))
     return runs

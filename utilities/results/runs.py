@@ -1,4 +1,4 @@
-"""One run as both sources deliver it, and the run-name → group rule of spec data_metrics.md §E.2."""
+"""One run as both sources deliver it, and the reference's run-name → group rule."""
 import dataclasses
 import re
 
@@ -11,17 +11,18 @@ class ResultsError(Exception):
 
 @dataclasses.dataclass
 class Run:
-    """`history` has one row per logged step, columns named by the W&B keys (§E.3); `_step` = epoch."""
+    """`history` has one row per logged step, columns named by the W&B keys; `_step` = epoch."""
     name: str
     group: str
     seed: object
     history: pd.DataFrame
     config: dict
     origin: str
+    finished: bool = True  # False for a local run folder without training_summary.txt (still running, or killed)
 
 
 def group_from_name(name):
-    """Cut the final `_s<seed>` (§E.2: split at every `_s`, re-join all pieces but the last).
+    """Cut the final `_s<seed>` (split at every `_s`, re-join all pieces but the last).
 
     A name without `_s` is its own group (the reference would give the empty string).
     """

@@ -1,4 +1,4 @@
-"""Read the options a run folder was trained with: `hypa.pkl`, else `Parameter_Info.txt` (training.md §5.2).
+"""Read the options a run folder was trained with: `hypa.pkl`, else `Parameter_Info.txt`.
 
 `hypa.pkl` is a pickled argparse Namespace that may hold objects of modules this process cannot or
 should not import (a `torch.device`, a class of a renamed module). The tolerant unpickler rebuilds

@@ -1,4 +1,4 @@
-"""Display names and the LaTeX tables (spec data_metrics.md §E.5-E.6).
+"""Display names and the LaTeX tables, in the reference's format.
 
 Beyond the reference's `R-` prefix for spectrum-regularised groups (`reg_` in the name), groups of
 this project's sample runs get `L-` for LSD (`lsd_`) and a noise tag for noisy-label runs
@@ -8,7 +8,9 @@ groups of one dataset share a display name.
 import math
 import re
 
-# group substring -> (table name, plot name); first match wins (§E.5).
+from utilities.results.aggregation import VAL_EPOCH, VAL_SUFFIX
+
+# group substring -> (table name, plot name); first match wins.
 NAME_RULES = (
     ('Margin_b06_Distance', r'Margin (D, \beta=0.6)', r'Margin (D), \beta=0.6'),
     ('Margin_b12_Distance', r'Margin (D, \beta=1.2)', r'Margin (D), \beta=1.2'),
@@ -30,6 +32,7 @@ UNSCALED = ('Max_Epoch', 'Intra_over_Inter', 'Intra', 'Inter', 'Rho1', 'Rho2', '
 SHARED_DATASETS = ('CUB', 'CARS', 'SOP')
 SHARED_COLUMNS = ('R@1', 'NMI')
 PREFIX_ORDER = ('', 'R-', 'L-')
+SEEDS_COLUMN = 'Seeds'  # a column holding the number of runs (seeds) behind each row
 
 
 def name_adjust(group, prefix='', suffix='', for_plot=False):
@@ -72,9 +75,17 @@ def row(name, cells):
     return name + ' & ' + ' & '.join(cells) + '\\\\\n'
 
 
+def unscaled(column):
+    """Epochs and embedding statistics are shown as they are; metrics ×100."""
+    base = column[:-len(VAL_SUFFIX)] if column.endswith(VAL_SUFFIX) else column
+    return base in UNSCALED or base == VAL_EPOCH
+
+
 def value_cell(result, column):
+    if column == SEEDS_COLUMN:
+        return str(result.n_runs)
     mean, std = result.values.get(column, (math.nan, math.nan))
-    return cell(mean, std, 1.0 if column in UNSCALED else 100.0)
+    return cell(mean, std, 1.0 if unscaled(column) else 100.0)
 
 
 def dataset_order(results):
@@ -83,16 +94,16 @@ def dataset_order(results):
     return [d for d in SHARED_DATASETS if d in present] + sorted(present - set(SHARED_DATASETS))
 
 
-def dataset_table(results, dataset, columns=DEFAULT_COLUMNS):
-    """Rows of one dataset's table, groups in sorted order (§E.6.1)."""
-    lines = ['% {}: name & {}\n'.format(dataset, ' & '.join(columns))]
+def dataset_table(results, dataset, columns=DEFAULT_COLUMNS, label=''):
+    """Rows of one dataset's table, groups in sorted order; `label` goes into its header comment."""
+    lines = ['% {}{}: name & {}\n'.format(dataset, label, ' & '.join(columns))]
     for group in sorted(g for g, r in results.items() if r.dataset == dataset):
         lines.append(row(table_name(group), [value_cell(results[group], c) for c in columns]))
     return ''.join(lines)
 
 
-def shared_table(results):
-    """CUB/CARS/SOP R@1 and NMI side by side, one row per display name (§E.6.2)."""
+def shared_table(results, label=''):
+    """CUB/CARS/SOP R@1 and NMI side by side, one row per display name."""
     by_dataset = {dataset: {} for dataset in SHARED_DATASETS}
     for group in sorted(results):
         if results[group].dataset in by_dataset:
@@ -105,7 +116,7 @@ def shared_table(results):
         return prefix_rank[prefix], name
 
     header = ' & '.join('{} {}'.format(d, c) for d in SHARED_DATASETS for c in SHARED_COLUMNS)
-    lines = ['% Shared: name & {}\n'.format(header)]
+    lines = ['% Shared{}: name & {}\n'.format(label, header)]
     for name in sorted(names, key=order):
         cells = []
         for dataset in SHARED_DATASETS:
@@ -115,9 +126,9 @@ def shared_table(results):
     return ''.join(lines)
 
 
-def all_tables(results, columns=DEFAULT_COLUMNS):
+def all_tables(results, columns=DEFAULT_COLUMNS, label=''):
     """Per-dataset tables (CUB, CARS, SOP, others), then the shared table."""
-    parts = [dataset_table(results, dataset, columns) for dataset in dataset_order(results)]
+    parts = [dataset_table(results, dataset, columns, label) for dataset in dataset_order(results)]
     if any(r.dataset in SHARED_DATASETS for r in results.values()):
-        parts.append(shared_table(results))
+        parts.append(shared_table(results, label))
     return '\n'.join(parts)

@@ -1,4 +1,4 @@
-"""Runs of one W&B project through the public API (spec data_metrics.md §E.1); wandb is imported here only."""
+"""Runs of one W&B project through the public API; wandb is imported here only."""
 from utilities.results.runs import ResultsError, Run, group_from_name, seed_from_name
 
 

@@ -1,0 +1,99 @@
+"""What the model retrieves: a grid of queries (one per row) and their nearest gallery images.
+
+The gallery is the evaluated split without the query itself (as recall@k counts it). Neighbours are
+ranked by exact Euclidean distance with ties in ascending index, the order of the recall metric's
+search. Each neighbour is framed green when its class is the query's, red otherwise; the class name
+is written under every image.
+"""
+import io
+
+import numpy as np
+import torch
+
+from metrics.search import FaissEngine
+
+QUERY_COLOUR, RIGHT_COLOUR, WRONG_COLOUR = '#1f4e9c', '#1a9641', '#d7191c'
+
+
+def choose_queries(n_images, n_queries, seed):
+    """`n_queries` distinct indices (all of them if fewer), drawn from a generator of its own."""
+    rng = np.random.RandomState(seed)
+    return np.sort(rng.choice(n_images, size=min(n_queries, n_images), replace=False))
+
+
+def nearest_others(features, queries, k):
+    """Per query, the indices of its k nearest other rows (N x k, -1 where the split has fewer)."""
+    features = torch.as_tensor(np.ascontiguousarray(features, dtype=np.float32))
+    search = FaissEngine().prepare(features)
+    found = search(features[torch.as_tensor(queries)], k + 1).numpy()  # faiss pads with -1
+    keep = (found != np.asarray(queries)[:, None]) & (found >= 0)
+    order = np.argsort(~keep, axis=1, kind='stable')  # kept hits first, in rank order
+    picked = np.take_along_axis(found, order, axis=1)[:, :k]
+    picked[~np.take_along_axis(keep, order, axis=1)[:, :k]] = -1
+    return picked
+
+
+def load_rgb(path):
+    from PIL import Image
+    with Image.open(path) as image:
+        return np.asarray(image.convert('RGB'))
+
+
+def frame(axes, colour, width):
+    for spine in axes.spines.values():
+        spine.set_visible(True)
+        spine.set_edgecolor(colour)
+        spine.set_linewidth(width)
+
+
+def short(text, width=22):
+    """Class names under an image of ~1.7 in: long ones (CUB, CARS) end in an ellipsis."""
+    return text if len(text) <= width else text[:width - 1] + '…'
+
+
+def draw(features, labels, image_paths, class_names, n_queries, n_neighbours, seed):
+    """The matplotlib Figure (not saved)."""
+    from matplotlib.figure import Figure
+
+    labels = np.asarray(labels).reshape(-1)
+    queries = choose_queries(len(labels), n_queries, seed)
+    neighbours = nearest_others(features, queries, n_neighbours)
+    name = lambda label: short(str(class_names.get(int(label), label)))
+    cell = 1.7
+    figure = Figure(figsize=(cell * (n_neighbours + 1), (cell + 0.35) * len(queries) + 0.6))
+    axes = figure.subplots(len(queries), n_neighbours + 1, squeeze=False)
+    for row, (query, hits) in enumerate(zip(queries, neighbours)):
+        panels = [(query, QUERY_COLOUR, 'query: ' + name(labels[query]))]
+        for rank, hit in enumerate(hits, start=1):
+            if hit < 0:
+                panels.append((None, None, ''))
+                continue
+            correct = labels[hit] == labels[query]
+            panels.append((hit, RIGHT_COLOUR if correct else WRONG_COLOUR,
+                           '#{}: {}'.format(rank, name(labels[hit]))))
+        for column, (index, colour, text) in enumerate(panels):
+            ax = axes[row, column]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if index is None:
+                ax.axis('off')
+                continue
+            image = load_rgb(image_paths[index])
+            ax.imshow(image, interpolation='nearest' if max(image.shape[:2]) < 64 else 'antialiased')
+            frame(ax, colour, 5 if column else 3)
+            ax.set_xlabel(text, fontsize=9, color='black' if column == 0 else colour)
+    figure.suptitle('Queries (left, blue) and their {} nearest gallery images: green = same class, red = other'
+                    .format(n_neighbours), fontsize=10)
+    figure.tight_layout(rect=(0, 0, 1, 0.98))
+    return figure
+
+
+def save_retrieval_figure(features, labels, image_paths, class_names, path, n_queries=8, n_neighbours=5, seed=0):
+    """Draw and write the PNG atomically; returns the query indices it drew."""
+    from evaluation.export import write_bytes
+
+    figure = draw(features, labels, image_paths, class_names, n_queries, n_neighbours, seed)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format='png', dpi=100)
+    write_bytes(buffer.getvalue(), path)
+    return choose_queries(len(np.asarray(labels).reshape(-1)), n_queries, seed)
