@@ -1,127 +1,71 @@
-"""The one training loop behind main.py (LSD) and main_original.py (baseline) — spec: training.md §3-5.
+"""The one training loop behind main.py (LSD) and main_original.py (baseline).
 
-Per batch it reads like the paper's algorithm box: student forward -> teacher forward (previous-epoch
-snapshot, only when the distillation weight is non-zero) -> ranking loss + (e/N)·α·τ²·KD -> step.
+`main` parses, then `TrainingRun` derives the run context once and builds the run in small steps
+(networks, data, logger, objective, optimizer, metrics); `train` alternates `engine.train_one_epoch`
+and `evaluate_epoch`, then saves what a resume needs. Every check of the user's input, the dataset
+included, runs before any folder or W&B run is created.
 """
-import argparse
-import copy
 import os
 import pickle
+import random
+import signal
 import sys
 import time
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 import parameters
-from training import setup
-from training.resume_state import (load_resume_state, restore_rng_states, save_resume_state)
+from training import device as device_selection
+from training import distributed, engine, setup
+from training.context import RunContext
+from training.errors import TrainingDiverged, TrainingInterrupted
+from training.precision import Precision
+from training.resume_state import load_resume_state, restore_rng_states, save_resume_state
 from utilities import logger as logging_utils
 from utilities import misc
 from utilities.atomic import atomic_write_text
 
 RESUMABLE_OVERRIDES = ('kernels', 'gpu', 'wandb_key')
-
-
-def first_output(output):
-    """Backbones return (embedding, extras) or a plain embedding tensor (googlenet)."""
-    return output[0] if isinstance(output, tuple) else output
+TRACEBACK_VARIABLE = 'DML_TRACEBACK'
 
 
 class TrainingRun:
-    """Everything one run owns: networks, data, criterion, optimizer, logger."""
+    """Everything one run owns: networks, data, objective, optimizer, logger, metrics."""
 
-    def __init__(self, opt, lsd_trainer):
-        import architectures
-        import batch_mining
-        import criteria
-        import datasampler
-        import datasets
-        import metrics
-
+    def __init__(self, opt, lsd_trainer, data_folder=None):
+        self.context = context = derive_context(opt, lsd_trainer, data_folder)
         self.opt = opt
-        self.resume_state = None
-        self.wandb_run_id = None
-        criterion_needs_miner = setup.criterion_needs_miner(opt.loss)
-        setup.validate_options(opt, lsd_trainer)
-        self.lsd = lsd_trainer and criteria.is_lsd(opt.loss)
-
-        if opt.resume:
-            self.resume_state = load_resume_state(opt.save_path)
-            if self.resume_state is None:
-                raise setup.StartupError('--resume {}: no {} in that folder (no epoch was completed).'
-                                         .format(opt.save_path, 'resume_state.pth.tar'))
-            self.wandb_run_id = self.resume_state.get('wandb_run_id')
-        else:
-            setup.substitute_savename(opt)
-        if opt.log_online:
-            self.wandb_run_id = init_wandb(opt, self.wandb_run_id)
-        self.start_time = time.time()
-        opt.source_path = opt.source_path + '/' + opt.dataset
-        if not opt.resume:
-            opt.save_path = opt.save_path + '/' + opt.dataset
-        opt.pretrained = not opt.not_pretrained
-        opt.device = setup.select_device(opt)
+        self.precision = Precision(opt.amp, opt.channels_last, context.device)
         setup.seed_everything(opt.seed)
-        device = opt.device
-
-        self.model = architectures.select(opt.arch, opt)
-        param_groups = setup.network_parameter_groups(self.model, opt)
-        self.model.to(device)
-        self.teacher = None
+        self.model, self.teacher = build_networks(context, self.precision)
         self.teacher_snapshot = None
-        if self.lsd:
-            # Same architecture, built without consuming the global RNG (spec §4.2 project decision).
-            with torch.random.fork_rng(devices=[]):
-                self.teacher = architectures.select(opt.arch, opt)
-            self.teacher.load_state_dict(self.model.state_dict())
-            self.teacher.to(device)
-
-        dataset_splits = datasets.select(opt.dataset, opt, opt.source_path)
-        loader = lambda split: torch.utils.data.DataLoader(dataset_splits[split], num_workers=opt.kernels,
-                                                           batch_size=opt.bs, shuffle=False)
-        self.dataloaders = {'evaluation': loader('evaluation'), 'testing': loader('testing')}
-        if opt.use_tv_split:
-            self.dataloaders['validation'] = loader('validation')
-        training_set = dataset_splits['training']
-        self.sampler = datasampler.select(opt.data_sampler, opt, training_set.image_dict, training_set.image_list)
-        if self.sampler.requires_storage:
-            self.sampler.create_storage(self.dataloaders['evaluation'], self.model, device)
-        self.dataloaders['training'] = torch.utils.data.DataLoader(training_set, num_workers=opt.kernels,
-                                                                   batch_sampler=self.sampler)
-        opt.n_classes = len(training_set.avail_classes)
-
-        sub_loggers = ['Train', 'Test', 'Model Grad'] + (['Val'] if opt.use_tv_split else [])
-        self.LOG = logging_utils.LOGGER(opt, sub_loggers=sub_loggers, start_new=not opt.resume,
-                                        log_online=opt.log_online)
-
-        miner = batch_mining.select(opt.batch_mining, opt) if criterion_needs_miner else None
-        self.criterion, param_groups = criteria.select(opt.loss, opt, param_groups, miner)
-        self.criterion.to(device)
-        self.optimizer = setup.build_optimizer(param_groups, opt)
-        self.scheduler = torch.optim.lr_scheduler.MultiStepLR(self.optimizer, milestones=opt.tau, gamma=opt.gamma)
-
-        opt.rho_spectrum_embed_dim = opt.embed_dim
-        self.metric_computer = metrics.MetricComputer(opt.evaluation_metrics, opt)
-        n_weights = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
-        print('\n-----\n')
-        print('Dataset:\t {}'.format(opt.dataset.upper()))
-        print('Objective:\t {}'.format(opt.loss.upper()))
-        print('Batchminer:\t {}'.format(opt.batch_mining if criterion_needs_miner else 'N/A'))
-        print('Backbone:\t {} (#weights: {})'.format(opt.arch.upper(), n_weights))
-        print('\n-----\n')
-
+        self.normalise = data_normaliser(opt)
+        self.embedder = build_embedder(context, self.model, self.normalise, self.precision)
+        self.dataset_splits, self.dataloaders, self.sampler = build_data(context, self.model, self.embedder)
+        self.LOG = build_logger(context)
+        self.objective, self.optimizer, self.scheduler = build_objective_and_optimizer(context, self.model)
+        self.metric_computer = build_metric_computer(context)
+        if context.is_main_process and opt.log_online:
+            context.wandb_run_id = init_wandb(context)
+        print_run_header(opt, self.model)
         self.first_epoch = 0
-        if self.resume_state is not None:
-            self.restore(self.resume_state)
+        self.start_time = time.time()
+        if context.resume_state is not None:
+            self.restore(context.resume_state)
+
+    @property
+    def criterion(self):
+        return self.objective
 
     # ------------------------------------------------------------------------------------------
     def restore(self, state):
         self.model.load_state_dict(state['model'])
         self.optimizer.load_state_dict(state['optimizer'])
-        self.scheduler.load_state_dict(state['scheduler'])
-        self.criterion.load_state_dict(state['criterion'])
+        if self.scheduler is not None and state['scheduler'] is not None:
+            self.scheduler.load_state_dict(state['scheduler'])
+        self.objective.load_state_dict(state['criterion'])
+        self.precision.load_state_dict(state.get('grad_scaler'))
         self.teacher_snapshot = state['teacher_snapshot']
         if state['sampler'] is not None:
             self.sampler.load_state_dict(state['sampler'])
@@ -131,94 +75,65 @@ class TrainingRun:
         self.start_time -= state['elapsed_seconds']
         self.first_epoch = state['epoch'] + 1
         restore_rng_states(state['rng'])
-        print('Resuming {} after epoch {}.'.format(self.opt.save_path, state['epoch']))
-
-    def distillation_active(self, epoch):
-        return self.lsd and self.criterion.distillation_weight(epoch) != 0
+        print('Resuming {} after epoch {}.'.format(self.context.run_folder, state['epoch']))
 
     # ------------------------------------------------------------------------------------------
     def train(self):
         opt = self.opt
         for epoch in range(self.first_epoch, opt.n_epochs):
             epoch_start = time.time()
-            if self.sampler.requires_storage and opt.data_idx_full_prec and epoch > 0 \
-                    and hasattr(self.sampler, 'full_storage_update'):
-                self.sampler.full_storage_update(self.dataloaders['evaluation'], self.model, opt.device)
-            opt.epoch = epoch
-            if opt.scheduler != 'none':
+            self.refresh_storage(epoch)
+            if self.scheduler is not None:
                 print('Running with learning rates {}...'.format(
                     ' | '.join('{}'.format(group['lr']) for group in self.optimizer.param_groups)))
             if self.sampler.requires_storage:
                 self.sampler.precompute_indices()
+            set_loader_epoch(self.dataloaders['training'], epoch)
 
-            self.train_one_epoch(epoch)
-            self.evaluate_epoch()
-            self.LOG.update(all=True)
-            if opt.scheduler != 'none':
+            self.train_epoch(epoch)
+            if should_evaluate(epoch, opt.n_epochs, opt.evaluate_every):
+                self.evaluate_epoch(epoch)
+            self.LOG.update(all=True, step=epoch)
+            if self.scheduler is not None:
                 self.scheduler.step()
-            if self.lsd:
+            if self.teacher is not None:
                 self.teacher_snapshot = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
-            save_resume_state(self, epoch, time.time() - self.start_time, self.wandb_run_id)
+            if self.context.is_main_process:
+                save_resume_state(self, epoch, time.time() - self.start_time, self.context.wandb_run_id)
             print('Total Epoch Runtime: {0:4.2f}s'.format(time.time() - epoch_start))
             print('\n-----\n')
-        self.write_summary()
+        if self.context.is_main_process:
+            self.write_summary()
 
-    def train_one_epoch(self, epoch):
-        opt, device = self.opt, self.opt.device
-        start = time.time()
-        self.model.train()
-        losses = {'loss': [], 'loss_rank': [], 'loss_kd': []}
-        data_iterator = tqdm(self.dataloaders['training'], desc='Epoch {} Training...'.format(epoch),
-                             disable=not sys.stderr.isatty() and os.environ.get('DML_PROGRESS') != '1')
-        distill = self.distillation_active(epoch)
-        if distill:
+    def refresh_storage(self, epoch):
+        """--data_idx_full_prec: re-embed the whole training set before every epoch but the first."""
+        if self.sampler.requires_storage and self.opt.data_idx_full_prec and epoch > 0 \
+                and hasattr(self.sampler, 'full_storage_update'):
+            self.sampler.full_storage_update(self.dataloaders['evaluation'], self.model, self.context.device,
+                                             embedder=self.embedder)
+
+    def train_epoch(self, epoch):
+        if self.teacher is not None and self.objective.needs_teacher(epoch):
             self.teacher.load_state_dict(self.teacher_snapshot, strict=True)
-        grad_log = self.LOG.progress_saver['Model Grad']
-
-        for i, (labels, images, indices) in enumerate(data_iterator):
-            images = images.to(device)
-            embeddings = first_output(self.model(images))
-            if self.lsd:
-                teacher_embeddings = None
-                if distill:
-                    with torch.no_grad():
-                        teacher_embeddings = first_output(self.teacher(images))
-                loss, loss_rank, loss_kd = self.criterion(batch=embeddings, teacher_batch=teacher_embeddings,
-                                                          labels=labels, epoch=epoch, n_epochs=opt.n_epochs)
-            else:
-                loss = self.criterion(batch=embeddings, labels=labels, teacher_batch=None, epoch=epoch,
-                                      n_epochs=opt.n_epochs)
-
-            self.optimizer.zero_grad()
-            if loss.requires_grad:
-                loss.backward()
-                grad_rms, grad_max = gradient_statistics(self.model)
-                grad_log.log('Grad L2', grad_rms, group='L2')
-                grad_log.log('Grad Max', grad_max, group='Max')
-                self.optimizer.step()
-
-            losses['loss'].append(loss.item())
-            if self.lsd:
-                losses['loss_rank'].append(loss_rank.item())
-                losses['loss_kd'].append(loss_kd.item())
-            if i == len(self.dataloaders['training']) - 1:
-                description = 'Epoch (Train) {0}: Mean Loss [{1:.4f}]'.format(epoch, np.mean(losses['loss']))
-                if self.lsd:
-                    description += ' Mean Rank-Loss [{0:.4f}] Mean KD-Loss [{1:.4f}]'.format(
-                        np.mean(losses['loss_rank']), np.mean(losses['loss_kd']))
-                data_iterator.set_description(description)
-            if self.sampler.requires_storage and self.sampler.update_storage:
-                self.sampler.replace_storage_entries(embeddings.detach().cpu(), indices)
-
+        means, seconds = engine.train_one_epoch(
+            self.model, self.objective, self.optimizer, self.dataloaders['training'], epoch,
+            device=self.context.device, precision=self.precision, normalise=self.normalise,
+            teacher=self.teacher, sampler=self.sampler, world=self.context.world,
+            grad_log=self.LOG.progress_saver['Model Grad'])
+        description = 'Epoch (Train) {0}: Mean Loss [{1:.4f}]'.format(epoch, means.get('loss', float('nan')))
+        if 'loss_rank' in means:
+            description += ' Mean Rank-Loss [{0:.4f}] Mean KD-Loss [{1:.4f}]'.format(means['loss_rank'],
+                                                                                      means['loss_kd'])
+        print(description)
         train_log = self.LOG.progress_saver['Train']
         train_log.log('epochs', epoch)
-        for key in (('loss', 'loss_rank', 'loss_kd') if self.lsd else ('loss',)):
-            train_log.log(key, float(np.mean(losses[key])) if losses[key] else float('nan'))
-        train_log.log('time', np.round(time.time() - start, 4))
+        for key in self.objective.part_names:
+            train_log.log(key, means.get(key, float('nan')))
+        train_log.log('time', np.round(seconds, 4))
 
-    def evaluate_epoch(self):
+    def evaluate_epoch(self, epoch):
         import evaluation
-        opt = self.opt
+        opt, context = self.opt, self.context
         passes = [('Testing', 'testing', 'Test')]
         if opt.use_tv_split:
             passes.append(('Validation', 'validation', 'Val'))
@@ -227,64 +142,232 @@ class TrainingRun:
         self.model.eval()
         for title, loader_key, log_key in passes:
             print('\nComputing {} Metrics...'.format(title))
-            evaluation.evaluate(opt.dataset, self.LOG, self.metric_computer, [self.dataloaders[loader_key]],
-                                self.model, opt, opt.evaltypes, opt.device, log_key=log_key,
-                                make_recall_plot=opt.make_recall_plot and log_key == 'Test')
+            evaluation.evaluate(self.LOG, self.metric_computer, self.dataloaders[loader_key], self.embedder,
+                                evaltypes=opt.evaltypes, storage_metrics=opt.storage_metrics,
+                                recorded_options=context.recorded_options(epoch), epoch=epoch,
+                                log_key=log_key, log_online=opt.log_online, n_threads=opt.kernels,
+                                make_recall_plot=opt.make_recall_plot and log_key == 'Test',
+                                log_epoch=opt.evaluate_every != 1, write_files=context.is_main_process)
 
     def write_summary(self):
         minutes = np.round((time.time() - self.start_time) / 60, 2)
         text = 'Training Time: {} min.\n'.format(minutes) + '---------------\n'
-        text += ''.join(line + '\n' for line in self.LOG.summary_lines())
-        atomic_write_text(text, self.opt.save_path + '/training_summary.txt')
+        text += ''.join(line + '\n' for line in self.LOG.summary_lines(self.opt.storage_metrics[0],
+                                                                         self.opt.evaltypes[0]))
+        atomic_write_text(text, self.context.run_folder + '/training_summary.txt')
 
 
-def gradient_statistics(model):
-    """Root-mean-square and max |g| over every student gradient entry (logged as 'Grad L2' / 'Grad Max')."""
-    grads = [p.grad.detach() for p in model.parameters() if p.grad is not None]
-    if not grads:
-        return float('nan'), float('nan')
-    squares = torch.stack([g.pow(2).sum() for g in grads]).sum()
-    count = sum(g.numel() for g in grads)
-    largest = torch.stack([g.abs().max() for g in grads]).max()
-    return float(torch.sqrt(squares / count)), float(largest)
+def should_evaluate(epoch, n_epochs, every):
+    """--evaluate_every N: epochs N-1, 2N-1, ... and always the last one."""
+    return (epoch + 1) % every == 0 or epoch == n_epochs - 1
 
 
-def init_wandb(opt, run_id=None):
-    """W&B run with the namespace as config; a real key only through the environment, never on disk."""
+def set_loader_epoch(loader, epoch):
+    """The fast pipeline draws each sample's augmentation from (seed, epoch, index): tell the batch sampler."""
+    batch_sampler = getattr(loader, 'batch_sampler', None)
+    if hasattr(batch_sampler, 'set_epoch'):
+        batch_sampler.set_epoch(epoch)
+
+
+# ----------------------------------------------------------------------------------------------
+# Start-up: parse -> validate -> derive, once.
+
+def derive_context(opt, lsd_trainer, data_folder=None):
+    """Validate the options and derive what the run reads besides them; nothing is created on disk."""
+    import criteria
+    setup.validate_options(opt, lsd_trainer)
+    setup.print_notices(opt)
+    resume_state, run_folder = None, None
+    if opt.resume:
+        run_folder = os.path.abspath(opt.resume)
+        resume_state = load_resume_state(run_folder)
+        if resume_state is None:
+            raise setup.StartupError('--resume {}: no {} in that folder (no epoch was completed).'
+                                     .format(opt.resume, 'resume_state.pth.tar'))
+    under_torchrun = int(os.environ.get('WORLD_SIZE', '1')) > 1
+    device = device_selection.select_device(
+        opt.gpu, opt.evaluate_on_gpu, local_rank=device_selection.local_rank_from() if under_torchrun else None)
+    if opt.eval_cache == 'gpu' and device.type != 'cuda':
+        raise setup.StartupError('--eval_cache gpu needs a CUDA device; use --eval_cache cpu.')
+    world = distributed.init_from_environment(device.type)
+    distributed.check_batch_size(opt.bs, world)
+    context = RunContext(
+        opt=opt, lsd_trainer=lsd_trainer, uses_lsd=lsd_trainer and criteria.is_lsd(opt.loss),
+        data_folder=data_folder or opt.source_path + '/' + opt.dataset,
+        results_folder=opt.save_path + '/' + opt.dataset, savename=setup.substituted_savename(opt),
+        device=device, world=world, run_folder=run_folder, resume_state=resume_state,
+        wandb_run_id=resume_state.get('wandb_run_id') if resume_state else None)
+    return context
+
+
+def build_networks(context, precision):
+    """The student and, for LSD, a teacher of the same architecture built without consuming the global
+    random generator (so the student's initialisation and every later draw equal the baseline's)."""
+    import architectures
+    opt = context.opt
+    model = architectures.select(opt.arch, opt)
+    model = distributed.convert_batchnorm(model, context.world)
+    model.to(context.device)
+    precision.prepare_model(model)
+    teacher = None
+    if context.uses_lsd:
+        with torch.random.fork_rng(devices=[]):
+            teacher = architectures.select(opt.arch, opt)
+        teacher.load_state_dict(model.state_dict())
+        teacher.to(context.device)
+        precision.prepare_model(teacher)
+    return model, teacher
+
+
+def build_data(context, model, embedder):
+    """Datasets (this is where a missing or malformed data folder is reported), loaders and the sampler."""
+    import datasampler
+    import datasets
+    opt, world = context.opt, context.world
+    splits = datasets.select(opt.dataset, opt, context.data_folder)
+    loader_options = datasets.loader_options(opt, context.device)
+    eval_bs = opt.eval_bs or opt.bs
+
+    def evaluation_loader(split):
+        dataset = splits[split]
+        if world.enabled:  # each process embeds a disjoint contiguous shard, nothing padded
+            dataset = torch.utils.data.Subset(dataset, distributed.shard_range(len(dataset), world))
+        loader = torch.utils.data.DataLoader(dataset, batch_size=eval_bs, shuffle=False, **loader_options)
+        return datasets.cached(loader, opt.eval_cache, context.device)
+
+    loaders = {'evaluation': evaluation_loader('evaluation'), 'testing': evaluation_loader('testing')}
+    if opt.use_tv_split:
+        loaders['validation'] = evaluation_loader('validation')
+    training_set = splits['training']
+    context.n_classes = len(training_set.avail_classes)
+    sampler = datasampler.select(opt.data_sampler, opt, training_set.image_dict, training_set.image_list)
+    if sampler.requires_storage:
+        sampler.create_storage(loaders['evaluation'], model, context.device, embedder=embedder)
+    batch_sampler = distributed.RankSliceBatchSampler(sampler, world) if world.enabled else sampler
+    if opt.data_pipeline == 'fast':
+        batch_sampler = datasets.EpochTaggedBatchSampler(batch_sampler)
+    loaders['training'] = torch.utils.data.DataLoader(training_set, batch_sampler=batch_sampler, **loader_options)
+    return splits, loaders, sampler
+
+
+def build_embedder(context, model, normalise, precision):
+    """The evaluation embedding shared by the metrics passes and the storage samplers."""
+    import evaluation
+    return evaluation.Embedder(model, context.device, normalise, precision, context.world)
+
+
+def data_normaliser(opt):
+    import datasets
+    return datasets.device_normaliser(opt)
+
+
+def build_logger(context):
+    """Create the run folder (main process only) and the sub-loggers; Val only with --use_tv_split."""
+    opt = context.opt
+    sub_loggers = ['Train', 'Test', 'Model Grad'] + (['Val'] if opt.use_tv_split else [])
+    if context.is_main_process and context.run_folder is None:
+        try:
+            context.run_folder = logging_utils.create_run_folder(context.results_folder, context.savename,
+                                                                 opt.dataset, opt.arch)
+        except OSError as error:
+            raise setup.StartupError('--save_path {}: cannot create the run folder ({})'.format(
+                opt.save_path, error.strerror or error)) from None
+        logging_utils.save_options(context.recorded_options(), context.run_folder)
+    return logging_utils.LOGGER(context.run_folder, sub_loggers=sub_loggers,
+                                log_online=opt.log_online and context.is_main_process,
+                                write_files=context.is_main_process)
+
+
+def build_objective_and_optimizer(context, model):
+    """The criterion (baseline or `_lsd` composition) with its miner, then Adam/SGD over the network's
+    and the criterion's parameter groups, then the LR schedule (none with --scheduler none)."""
+    import batch_mining
+    import criteria
+    opt = context.opt
+    miner = batch_mining.select(opt.batch_mining, opt, loss=opt.loss) if criteria.requires_miner(opt.loss) else None
+    loss = opt.loss if context.lsd_trainer else criteria.base_name(opt.loss)
+    objective, criterion_groups = criteria.build_objective(loss, opt, context.n_classes, miner)
+    objective.to(context.device)
+    optimizer = setup.build_optimizer(setup.network_parameter_groups(model, opt) + criterion_groups, opt)
+    scheduler = None
+    if opt.scheduler != 'none':
+        scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=opt.tau, gamma=opt.gamma)
+    return objective, optimizer, scheduler
+
+
+def build_metric_computer(context):
+    import metrics
+    return metrics.MetricComputer(context.opt.evaluation_metrics, context.metric_options(),
+                                  n_classes=context.n_classes)
+
+
+def print_run_header(opt, model):
+    import criteria
+    n_weights = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    print('\n-----\n')
+    print('Dataset:\t {}'.format(opt.dataset.upper()))
+    print('Objective:\t {}'.format(opt.loss.upper()))
+    print('Batchminer:\t {}'.format(opt.batch_mining if criteria.requires_miner(opt.loss) else 'N/A'))
+    print('Backbone:\t {} (#weights: {})'.format(opt.arch.upper(), n_weights))
+    print('\n-----\n')
+
+
+def init_wandb(context):
+    """W&B run with the recorded options as config; a real key only through the environment, never on
+    disk. Started after every check and after the run folder exists; it does not touch the run's
+    random streams (W&B draws its own ids)."""
     import wandb
+    opt = context.opt
     if opt.wandb_key not in misc.WANDB_KEY_PLACEHOLDERS + (misc.REDACTED,):
         os.environ['WANDB_API_KEY'] = opt.wandb_key
-    os.makedirs(opt.save_path, exist_ok=True)
-    name = opt.savename if opt.savename else None
-    run = wandb.init(project=opt.project, group=opt.group, name=name, dir=opt.save_path,
-                     id=run_id, resume='allow' if run_id else None)
-    wandb.config.update(vars(misc.redacted_namespace(opt)), allow_val_change=True)
+    states = random.getstate(), np.random.get_state(), torch.get_rng_state()
+    name = context.savename if context.savename else None
+    run = wandb.init(project=opt.project, group=opt.group, name=name, dir=context.run_folder,
+                     id=context.wandb_run_id, resume='allow' if context.wandb_run_id else None)
+    wandb.config.update(vars(context.recorded_options()), allow_val_change=True)
+    random.setstate(states[0])
+    np.random.set_state(states[1])
+    torch.set_rng_state(states[2])
     return run.id
 
 
+# ----------------------------------------------------------------------------------------------
+# Resume: the killed run's own options.
+
+def read_pickled_options(path):
+    try:
+        with open(path, 'rb') as handle:
+            return pickle.load(handle)
+    except Exception:
+        raise setup.StartupError('{}: unreadable (truncated or corrupt); this run folder cannot be resumed.'
+                                 .format(path)) from None
+
+
 def options_for_resume(cli_opt):
-    """The killed run's own options (from its hypa.pkl), plus the few machine-specific flags given now."""
+    """(options, data folder) of the killed run, from its hypa.pkl, plus the few machine-specific flags
+    given now (--kernels, --gpu, --wandb_key)."""
     run_folder = os.path.abspath(cli_opt.resume)
     hypa = os.path.join(run_folder, 'hypa.pkl')
     if not os.path.isfile(hypa):
         raise setup.StartupError('--resume {}: not a run folder (no hypa.pkl).'.format(cli_opt.resume))
-    with open(hypa, 'rb') as handle:
-        saved = pickle.load(handle)
+    saved = read_pickled_options(hypa)
+    defaults = parameters.read_arguments([])
     opt = parameters.read_arguments([])
-    for key, value in vars(saved).items():
-        setattr(opt, key, value)
+    for key in vars(defaults):       # the flags only: derived values are derived again
+        if hasattr(saved, key):
+            setattr(opt, key, getattr(saved, key))
+    data_folder = opt.source_path    # recorded as <source_path>/<dataset>
     suffix = '/' + opt.dataset
     if opt.source_path.endswith(suffix):
         opt.source_path = opt.source_path[:-len(suffix)]
-    opt.save_path = run_folder
-    defaults = parameters.read_arguments([])
+    opt.save_path = os.path.dirname(os.path.dirname(run_folder))
     for key in RESUMABLE_OVERRIDES:
         if getattr(cli_opt, key) != getattr(defaults, key):
             setattr(opt, key, getattr(cli_opt, key))
     if opt.wandb_key == misc.REDACTED:
         opt.wandb_key = defaults.wandb_key
     opt.resume = run_folder
-    return opt
+    return opt, data_folder
 
 
 def redact_key_in_argv(key):
@@ -295,18 +378,58 @@ def redact_key_in_argv(key):
                    for arg in sys.argv]
 
 
+def one_line(error):
+    """The user-facing line of an error; a DataLoader worker's re-raised error carries the original
+    message as its last line."""
+    text = str(error).strip() or type(error).__name__
+    return text.splitlines()[-1] if 'Original Traceback' in text else text.splitlines()[0] if text else text
+
+
+def fail(message, code):
+    print('error: {}'.format(message), file=sys.stderr)
+    sys.exit(code)
+
+
 def main(argv=None, lsd_trainer=True):
     setup.global_setup()
     opt = parameters.read_arguments(argv)
     redact_key_in_argv(opt.wandb_key)
+    show_traceback = os.environ.get(TRACEBACK_VARIABLE) == '1'
+    previous_sigterm = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     try:
-        if opt.resume:
-            opt = options_for_resume(opt)
-        run = TrainingRun(opt, lsd_trainer)
-    except Exception as error:  # start-up problems are the user's input: one line, no traceback
-        if os.environ.get('DML_TRACEBACK') == '1':
+        try:
+            data_folder = None
+            if opt.resume:
+                opt, data_folder = options_for_resume(opt)
+            run = TrainingRun(opt, lsd_trainer, data_folder)
+        except Exception as error:  # start-up problems are the user's input: one line, no traceback
+            if show_traceback:
+                raise
+            fail(one_line(error), 2)
+        try:
+            distributed.run_guarded(run.train, run.context.world)
+        except TrainingInterrupted as stop:
+            folder = run.context.run_folder
+            completed = stop.epoch - 1
+            hint = ('resume with: python {} --resume {}'.format('main.py' if lsd_trainer else 'main_original.py',
+                                                                folder) if completed >= 0 else
+                    'no epoch was completed, so there is nothing to resume')
+            print('Stopped: {}; {}.'.format(stop, hint), file=sys.stderr)
+            sys.exit(130)
+        except TrainingDiverged as error:
+            if show_traceback:
+                raise
+            fail(str(error), 3)
+        except Exception as error:
+            import datasets
+            if isinstance(error, datasets.DatasetError) and not show_traceback:
+                fail(one_line(error), 2)
             raise
-        print('error: {}'.format(error if str(error) else type(error).__name__), file=sys.stderr)
-        sys.exit(2)
-    run.train()
+    finally:
+        signal.signal(signal.SIGTERM, previous_sigterm)
+    distributed.shutdown(run.context.world)
     return run
+
+
+def _raise_keyboard_interrupt(signum, frame):
+    raise KeyboardInterrupt

@@ -1,5 +1,4 @@
-"""Start-up of both trainers (spec: training.md §3.1-3.2): validation, paths, seeding, device, optimizer."""
-import os
+"""Start-up of both trainers: option checks, seeding, the optimizer and its parameter groups."""
 import random
 import sys
 import warnings
@@ -11,17 +10,12 @@ ARCHITECTURES = ('resnet50', 'googlenet', 'bninception', 'resnet18')
 
 
 class StartupError(Exception):
-    """Bad command-line input: the trainer prints the message on one line and exits."""
-
-
-def strip_lsd(loss):
-    return loss[:-len('_lsd')] if loss.endswith('_lsd') else loss
+    """Bad command-line input: the trainer prints the message on one line and exits with code 2."""
 
 
 def criterion_needs_miner(loss):
     import criteria
-    module = criteria.BASE_LOSSES.get(criteria.base_name(loss))
-    return bool(module is not None and module.REQUIRES_BATCHMINER)
+    return criteria.requires_miner(loss)
 
 
 def validate_loss_and_miner(opt):
@@ -31,25 +25,38 @@ def validate_loss_and_miner(opt):
     if opt.loss not in criteria.LOSS_NAMES or opt.loss in criteria.UNSUPPORTED:
         criteria.select(opt.loss, opt)  # raises the registry's own one-line message
     if criterion_needs_miner(opt.loss):
-        module = criteria.BASE_LOSSES[criteria.base_name(opt.loss)]
-        miner = batch_mining.select(opt.batch_mining, opt)
-        if miner.name not in module.ALLOWED_MINING_OPS:
-            raise StartupError('--batch_mining {}: {}-mining not allowed for {}-loss! Allowed: {}'.format(
-                opt.batch_mining, miner.name, opt.loss, ', '.join(module.ALLOWED_MINING_OPS)))
+        batch_mining.select(opt.batch_mining, opt, loss=opt.loss)  # unknown miner: the registry's message
+        if opt.batch_mining == 'semihard':
+            try:
+                batch_mining.check_semihard(opt.loss, opt)
+            except batch_mining.MiningError as error:
+                raise StartupError(str(error)) from None
+        try:
+            criteria.check_miner(opt.loss, opt.batch_mining)
+        except criteria.CriterionError as error:
+            raise StartupError('--batch_mining {}: {}'.format(opt.batch_mining, error)) from None
+
+
+POSITIVE_INTEGER_FLAGS = ('bs', 'embed_dim', 'n_epochs', 'samples_per_class', 'evaluate_every')
 
 
 def validate_options(opt, lsd_trainer):
-    """Fail before any folder or W&B run exists (project decision, §3.1 step 3)."""
+    """Every check that needs no data: fail before any folder or W&B run exists. Reads, never writes, opt."""
     import criteria
     import metrics
 
+    for flag in POSITIVE_INTEGER_FLAGS:
+        if getattr(opt, flag) < 1:
+            raise StartupError('--{} must be at least 1 (got {}).'.format(flag, getattr(opt, flag)))
+    if opt.kernels < 0 or opt.eval_bs < 0:
+        raise StartupError('--{} must not be negative.'.format('kernels' if opt.kernels < 0 else 'eval_bs'))
     if opt.bs % opt.samples_per_class != 0:
         raise StartupError('Batchsize needs to fit number of samples per class for distance sampling '
                            'and margin/triplet loss! (--bs {} is not divisible by --samples_per_class {})'
                            .format(opt.bs, opt.samples_per_class))
     if not lsd_trainer and criteria.is_lsd(opt.loss):
         raise StartupError('--loss {} is a listwise self-distillation loss: train it with main.py, '
-                           'or use --loss {} here.'.format(opt.loss, strip_lsd(opt.loss)))
+                           'or use --loss {} here.'.format(opt.loss, criteria.base_name(opt.loss)))
     for name in opt.storage_metrics:
         if name not in opt.evaluation_metrics:
             raise StartupError('--storage_metrics {} is not in --evaluation_metrics.'.format(name))
@@ -64,20 +71,25 @@ def validate_options(opt, lsd_trainer):
         raise StartupError('--arch {} names no known backbone ({}).'.format(opt.arch, ', '.join(ARCHITECTURES)))
     if opt.optim not in ('adam', 'sgd'):
         raise StartupError('Optimizer {} not available! (--optim adam or sgd)'.format(opt.optim))
-    opt.loss_source = strip_lsd(opt.loss)
-    if criterion_needs_miner(opt.loss) and opt.batch_mining == 'semihard':
-        flag = 'loss_{}_margin'.format(opt.loss_source)
-        if not hasattr(opt, flag):
-            raise StartupError('--batch_mining semihard reads the margin --{}, which does not exist for '
-                               '--loss {}.'.format(flag, opt.loss))
-    if opt.n_epochs < 1:
-        raise StartupError('--n_epochs must be at least 1.')
     validate_loss_and_miner(opt)
 
 
-def substitute_savename(opt):
+def substituted_savename(opt):
+    """The reference's `group_plus_seed`: <group>_s<seed> with --log_online, else '' (a date-based name)."""
     if opt.savename == 'group_plus_seed':
-        opt.savename = '{}_s{}'.format(opt.group, opt.seed) if opt.log_online else ''
+        return '{}_s{}'.format(opt.group, opt.seed) if opt.log_online else ''
+    return opt.savename
+
+
+def print_notices(opt):
+    """Flags accepted for compatibility with the reference that the chosen sampler or miner ignores."""
+    import batch_mining
+    import datasampler
+    lines = datasampler.ignored_flag_notices(opt)
+    if criterion_needs_miner(opt.loss):
+        lines += batch_mining.ignored_flag_notices(opt)
+    for line in lines:
+        print(line, file=sys.stderr)
 
 
 def seed_everything(seed):
@@ -87,18 +99,6 @@ def seed_everything(seed):
     torch.manual_seed(seed)
     torch.cuda.manual_seed(seed)
     torch.cuda.manual_seed_all(seed)
-
-
-def select_device(opt):
-    """CUDA when available (--gpu picks it via CUDA_VISIBLE_DEVICES), else the CPU with a notice."""
-    os.environ['CUDA_DEVICE_ORDER'] = 'PCI_BUS_ID'
-    os.environ['CUDA_VISIBLE_DEVICES'] = str(opt.gpu[0])
-    if torch.cuda.is_available():
-        return torch.device('cuda')
-    print('Notice: no CUDA device available, training on the CPU.', file=sys.stderr)
-    if opt.evaluate_on_gpu:
-        print('Notice: --evaluate_on_gpu ignored without a CUDA device.', file=sys.stderr)
-    return torch.device('cpu')
 
 
 def network_parameter_groups(model, opt):

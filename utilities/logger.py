@@ -1,4 +1,4 @@
-"""Run folder, progress savers, CSV logs, progression plots and W&B scalars (spec: training.md §5.1-5.5, 5.9).
+"""Run folder, progress savers, CSV logs, progression plots and W&B scalars, in the reference's layout.
 
 The class names `Progress_Saver` and `LOGGER` are the reference's, so checkpoints that pickle the
 progress savers stay loadable across both codebases.
@@ -32,31 +32,32 @@ class Progress_Saver:
 ProgressSaver = Progress_Saver
 
 
-def run_folder_name(opt):
-    """Base run-folder path of §5.1 (before collision suffixes)."""
-    if opt.savename:
-        return opt.save_path + '/' + opt.savename
+def run_folder_name(results_folder, savename, dataset, arch):
+    """Base run-folder path (before collision suffixes): the savename, or <DATASET>_<ARCH>_<date>."""
+    if savename:
+        return results_folder + '/' + savename
     now = datetime.datetime.now()
     date = '{}-{}-{}-{}-{}-{}'.format(now.year, now.month, now.day, now.hour, now.minute, now.second)
-    return opt.save_path + '/{}_{}_{}'.format(opt.dataset.upper(), opt.arch.upper(), date)
+    return results_folder + '/{}_{}_{}'.format(dataset.upper(), arch.upper(), date)
 
 
-def set_logging(opt):
-    """Create the run folder (suffix _1, _2, ... on collision), point opt.save_path at it, save options."""
-    base = run_folder_name(opt)
+def create_run_folder(results_folder, savename, dataset, arch):
+    """Create and return the run folder; on a name collision suffix _1, _2, ... (the counter replaces
+    the previous suffix). The reference suffixed the parent folder for date-based names; we suffix the name."""
+    base = run_folder_name(results_folder, savename, dataset, arch)
     candidate, counter = base, 1
     while os.path.exists(candidate):
         candidate = base + '_' + str(counter)
         counter += 1
     os.makedirs(candidate)
-    opt.save_path = candidate
-    save_options(opt)
+    return candidate
 
 
-def save_options(opt):
-    safe = misc.redacted_namespace(opt)
-    atomic_write_text(misc.gimme_save_string(safe), opt.save_path + '/Parameter_Info.txt')
-    atomic_pickle_dump(safe, opt.save_path + '/hypa.pkl')
+def save_options(recorded_options, run_folder):
+    """Parameter_Info.txt and hypa.pkl of the run folder (the options as recorded, key redacted)."""
+    safe = misc.redacted_namespace(recorded_options)
+    atomic_write_text(misc.gimme_save_string(safe), run_folder + '/Parameter_Info.txt')
+    atomic_pickle_dump(safe, run_folder + '/hypa.pkl')
 
 
 def csv_text(segments, rows):
@@ -104,23 +105,23 @@ def make_plot(path, sub_logger, group, segments, contents):
 class LOGGER:
     """Sub-loggers (Train, Test, Model Grad[, Val]) each with a progress saver, CSV files and plots."""
 
-    def __init__(self, opt, sub_loggers=(), start_new=True, log_online=False, make_plots=True):
-        self.prop = opt
+    def __init__(self, run_folder, sub_loggers=(), log_online=False, make_plots=True, write_files=True):
+        """`write_files` False (the non-main processes of a data-parallel run): keep the histories, write nothing."""
         self.sub_loggers = list(sub_loggers)
-        if start_new:
-            set_logging(opt)
-        self.save_path = opt.save_path
-        self.csv_path = self.save_path + '/CSV_Logs'
-        self.plot_path = self.save_path + '/Progression_Plots'
-        os.makedirs(self.csv_path, exist_ok=True)
-        os.makedirs(self.plot_path, exist_ok=True)
+        self.save_path = run_folder
+        self.write_files = write_files
+        self.csv_path = (run_folder or '') + '/CSV_Logs'
+        self.plot_path = (run_folder or '') + '/Progression_Plots'
+        if write_files:
+            os.makedirs(self.csv_path, exist_ok=True)
+            os.makedirs(self.plot_path, exist_ok=True)
         self.progress_saver = {name: Progress_Saver() for name in self.sub_loggers}
         self.plot_titles = {}
         self.log_online = log_online
         self.make_plots = make_plots
 
-    def update(self, *sub_loggers, all=False):
-        """Write the values logged since the last update: CSV rows, plots, W&B means at step opt.epoch."""
+    def update(self, *sub_loggers, all=False, step=None):
+        """Write the values logged since the last update: CSV rows, plots, W&B means at `step` (the epoch)."""
         online_content = {}
         for sub_logger in (self.sub_loggers if all else sub_loggers):
             for group, segments_dict in self.progress_saver[sub_logger].groups.items():
@@ -136,12 +137,14 @@ class LOGGER:
                 self.write_group(sub_logger, group)
         if self.log_online and online_content:
             import wandb
-            wandb.log(online_content, step=self.prop.epoch)
+            wandb.log(online_content, step=step)
 
     def write_group(self, sub_logger, group):
         """CSV and plot of one group, rebuilt from the saved history so a rewrite is always consistent."""
         segments_dict = self.progress_saver[sub_logger].groups[group]
         segments = list(segments_dict.keys())
+        if not self.write_files:
+            return
         saved = [segments_dict[s]['content'][:segments_dict[s]['saved_idx']] for s in segments]
         rows = [list(row) for row in zip(*saved)]
         atomic_write_text(csv_text(segments, rows),
@@ -158,8 +161,10 @@ class LOGGER:
             for group in self.progress_saver[sub_logger].groups:
                 self.write_group(sub_logger, group)
 
-    def summary_lines(self):
-        """training_summary.txt body: one line per (sub-logger, group) that holds a metric."""
+    def summary_lines(self, selection_metric='e_recall@1', selection_evaltype='discriminative'):
+        """training_summary.txt body: one line per (sub-logger, group) that holds a metric (each value its
+        best over the epochs); with a Val log, also the Test values at the epoch of the best Val
+        `selection_metric` of `selection_evaltype` (pass the first --storage_metrics and --evaltypes)."""
         lines = []
         for sub_logger in self.sub_loggers:
             for group, segments_dict in self.progress_saver[sub_logger].groups.items():
@@ -170,4 +175,8 @@ class LOGGER:
                     segments = list(segments_dict)
                     title = plot_title(group, segments, [segments_dict[s]['content'] for s in segments])
                 lines.append('{} metrics: {}'.format(sub_logger.upper(), title))
+        if 'Val' in self.progress_saver and 'Test' in self.progress_saver:
+            from utilities.results.selection import val_selected_lines
+            lines += val_selected_lines(self.progress_saver['Val'].groups, self.progress_saver['Test'].groups,
+                                        selection_metric, selection_evaltype)
         return lines

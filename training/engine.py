@@ -1,0 +1,95 @@
+"""One training epoch and one evaluation pass, as the paper's algorithm box reads:
+
+student forward -> teacher forward (previous-epoch snapshot, only while the distillation weight is
+non-zero) -> ranking loss + (e/N)·α·τ²·KD -> backward -> step.
+
+Baseline and LSD take the same path: a baseline objective never asks for a teacher. Mixed precision
+lives in `Precision`, data parallelism in `training.distributed`: each is one call here.
+"""
+import time
+
+import numpy as np
+import torch
+
+from training import distributed
+from training.errors import TrainingDiverged, TrainingInterrupted
+from training.grad_stats import StepMetrics, gradient_statistics
+
+
+def first_output(output):
+    """Backbones return (embedding, extras) or a plain embedding tensor (googlenet)."""
+    return output[0] if isinstance(output, tuple) else output
+
+
+def to_device(images, device, normalise):
+    """uint8 batches (fast pipeline) are normalised on the device: a quarter of the transfer."""
+    return normalise(images.to(device, non_blocking=True))
+
+
+def train_one_epoch(model, objective, optimizer, loader, epoch, *, device, precision, normalise,
+                    teacher=None, sampler=None, world=None, grad_log=None, progress=None):
+    """Train for one epoch; returns ({log key: mean over the epoch's steps}, seconds).
+
+    Loss values and gradient statistics stay on the device until the epoch ends (no per-step host
+    stall); they are then logged with the same values as per-step `.item()` calls would give."""
+    start = time.time()
+    model.train()
+    use_teacher = teacher is not None and objective.needs_teacher(epoch)
+    step_metrics = StepMetrics()
+    update_storage = sampler is not None and sampler.requires_storage and sampler.update_storage
+    iteration = -1
+    try:
+        for iteration, (labels, images, indices) in enumerate(loader):
+            images = precision.prepare_images(to_device(images, device, normalise))
+            with precision.autocast():
+                embeddings = first_output(model(images))
+            teacher_embeddings = None
+            if use_teacher:
+                with torch.no_grad(), precision.autocast():
+                    teacher_embeddings = first_output(teacher(images))
+            labels, indices = torch.as_tensor(labels), torch.as_tensor(indices)
+            if world is not None and world.enabled:
+                # the criterion sees the global batch, exactly as a single process would
+                embeddings = distributed.gather_with_grad(embeddings, world)
+                labels = distributed.gather_plain(labels, world)
+                indices = distributed.gather_plain(indices, world)
+                if teacher_embeddings is not None:
+                    teacher_embeddings = distributed.gather_plain(teacher_embeddings, world)
+            try:
+                loss, parts = objective(embeddings, labels, teacher_embeddings=teacher_embeddings, epoch=epoch)
+            except Exception as error:
+                if not bool(torch.isfinite(embeddings.detach()).all()):
+                    raise TrainingDiverged(epoch, iteration, 'the embeddings') from error
+                raise
+
+            optimizer.zero_grad()
+            if loss.requires_grad:
+                precision.backward(loss)
+                if world is not None and world.enabled:
+                    distributed.all_reduce_gradients(model.parameters(), world)
+                precision.unscale(optimizer)
+                if grad_log is not None:
+                    rms, largest = gradient_statistics(model.parameters())
+                    step_metrics.add('Grad L2', rms)
+                    step_metrics.add('Grad Max', largest)
+                precision.step(optimizer)
+            for key, value in parts.items():
+                step_metrics.add(key, value.detach())
+            if update_storage:
+                sampler.replace_storage_entries(embeddings.detach().float().cpu(), indices)
+            if progress is not None:
+                progress(iteration)
+    except KeyboardInterrupt:
+        raise TrainingInterrupted(epoch, iteration + 1) from None
+
+    losses = {key: step_metrics.values(key) for key in step_metrics.names() if key.startswith('loss')}
+    for key, values in losses.items():
+        bad = np.flatnonzero(~np.isfinite(values))
+        if len(bad):
+            raise TrainingDiverged(epoch, int(bad[0]), 'the loss')
+    if grad_log is not None:
+        for name, group in (('Grad L2', 'L2'), ('Grad Max', 'Max')):
+            for value in step_metrics.values(name):
+                grad_log.log(name, float(value), group=group)
+    means = {key: float(np.mean(values)) if len(values) else float('nan') for key, values in losses.items()}
+    return means, time.time() - start
