@@ -17,7 +17,8 @@ def compute_metrics_of_features(metric_computer, labels, features, evaltypes, n_
         feats, target_labels = as_inputs(features[evaltype], labels, metric_computer.engine.device)
         with faiss_threads(n_threads):
             computed[evaltype] = evaluate_metrics(metric_computer.list_of_metrics, feats, target_labels,
-                                                  metric_computer.pars, metric_computer.engine)
+                                                  metric_computer.pars, metric_computer.engine,
+                                                  n_classes=metric_computer.n_classes)
         extra_infos[evaltype] = {
             'features': feats if feats.is_cuda else feats.numpy(),
             'target_labels': labels.numpy().reshape(-1, 1),

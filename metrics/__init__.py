@@ -1,4 +1,4 @@
-"""Metric registry (spec C.1) and the metric computer.
+"""Metric registry (metric name -> metric object) and the metric computer.
 
 `select(name, opt)` returns one metric object: `name` (the result key), `requires` (the shared
 computations it reads, passed positionally in that order) and, for the retrieval metrics,

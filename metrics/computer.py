@@ -1,9 +1,14 @@
-"""Shared computations and the metric computer (spec C.2).
+"""Shared computations and the metric computer.
 
 Everything the metrics read is computed at most once per feature set, and only if some metric
 requires it: ONE exact nearest-neighbour search per feature type (Euclidean on F, inner product on
 the row-normalised F^), with the largest window any metric needs, shared by recall@k and every mAP
-variant; one k-means per feature type; one SVD for all rho_spectrum@k.
+variant; one k-means per feature type, whose first assignment is read off the Euclidean search when
+both are needed and the engine's distances are float32-exact; one SVD for all rho_spectrum@k.
+
+The k-means makes as many clusters as the TRAINING set has classes (`n_classes`), whatever split is
+evaluated (SOP's test set has 11316 classes but is clustered into 11318): the reference does so, and
+the published NMI/F1 figures depend on it.
 """
 import contextlib
 
@@ -14,28 +19,35 @@ import torch
 from metrics import kmeans as kmeans_module
 from metrics.errors import MetricInputError
 from metrics.neighbours import neighbour_hits
+from metrics.precision import full_float32_matmul
 from metrics.registry import select
 from metrics.search import select_engine
 
+EUCLIDEAN_CLUSTERING = ('kmeans', 'kmeans_nearest')
+
 
 def unit_rows(x):
-    """Row-wise L2 normalisation; zero rows stay zero (scikit-learn's convention, spec C.2)."""
+    """Row-wise L2 normalisation; zero rows stay zero (scikit-learn's convention, as the reference)."""
     norms = x.norm(dim=1, keepdim=True)
     return x / torch.where(norms > 0, norms, torch.ones_like(norms))
 
 
 class SharedComputations:
-    """Lazily computed, cached inputs of the metrics, keyed by requirement name."""
+    """Lazily computed, cached inputs of the metrics, keyed by requirement name. `n_clusters`: the
+    number of training classes (k of the k-means), needed only by nmi/f1/c_nmi/c_f1."""
 
-    def __init__(self, features, target_labels, metrics, opt, engine):
+    def __init__(self, features, target_labels, metrics, engine, n_clusters=None):
         self.features, self.target_labels = features, target_labels
-        self.metrics, self.opt, self.engine = metrics, opt, engine
+        self.metrics, self.engine, self.clusters = metrics, engine, n_clusters
         self.cache = {'features': features, 'target_labels': target_labels}
 
     def __getitem__(self, requirement):
         if requirement not in self.cache:
             self.cache[requirement] = getattr(self, 'compute_' + requirement)()
         return self.cache[requirement]
+
+    def required(self, requirements):
+        return any(r in m.requires for m in self.metrics for r in requirements)
 
     def window(self, requirement):
         """Largest number of neighbours any metric reading `requirement` looks at."""
@@ -47,19 +59,33 @@ class SharedComputations:
         return unit_rows(self.features)
 
     def compute_neighbour_hits(self):
-        return neighbour_hits(self.features, self.target_labels, self.window('neighbour_hits'), self.engine)
+        window, first = self.window('neighbour_hits'), None
+        n = len(self.features)
+        float32_lists = getattr(self.engine, 'float32_distances', lambda: False)()
+        if self.required(EUCLIDEAN_CLUSTERING) and self.clusters is not None and float32_lists and \
+                kmeans_module.lists_settle_first_assignment(n, self.clusters, min(window + 1, n)):
+            first = kmeans_module.FirstAssignment(self.features, self.clusters)
+            self.cache['kmeans_first_assignment'] = first
+        return neighbour_hits(self.features, self.target_labels, window, self.engine,
+                              on_chunk=first.add_chunk if first else None)
 
     def compute_neighbour_hits_cosine(self):
         return neighbour_hits(self['features_cosine'], self.target_labels, self.window('neighbour_hits_cosine'),
                               self.engine, inner_product=True)
 
     def n_clusters(self):
-        if getattr(self.opt, 'n_classes', None) is None:
-            raise MetricInputError('nmi/f1 cluster into opt.n_classes clusters, but opt.n_classes is not set.')
-        return int(self.opt.n_classes)
+        if self.clusters is None:
+            raise MetricInputError('nmi/f1 cluster into n_classes clusters (the number of training classes), '
+                                   'but n_classes was not given.')
+        return int(self.clusters)
 
     def compute_kmeans(self):
-        centroids, self.cache['kmeans_nearest'] = kmeans_module.kmeans(self.features, self.n_clusters())
+        k = self.n_clusters()
+        if self.required(['neighbour_hits']):
+            self['neighbour_hits']  # the search hands the k-means its first assignment
+        first = self.cache.pop('kmeans_first_assignment', None)
+        centroids, self.cache['kmeans_nearest'] = kmeans_module.kmeans(
+            self.features, k, first_labels=first.labels() if first else None)
         return centroids
 
     def compute_kmeans_nearest(self):
@@ -67,15 +93,17 @@ class SharedComputations:
         return self.cache['kmeans_nearest']
 
     def compute_kmeans_cosine(self):
-        """k-means on F^; its centroids, row-normalised, are the cosine centroids (project fix of G13)."""
+        """k-means on F^, its centroids row-normalised: the cosine centroids. The reference computed this
+        k-means, discarded it and normalised the Euclidean centroids instead; fixed here."""
         return unit_rows(kmeans_module.kmeans(self['features_cosine'], self.n_clusters())[0])
 
     def compute_kmeans_nearest_cosine(self):
         """Per row of F^, the cosine centroid with the largest inner product (lowest index on ties)."""
         features, centroids = self['features_cosine'], self['kmeans_cosine']
         rows = max(1, kmeans_module.WORKSPACE_BYTES // (4 * len(centroids)))
-        return torch.cat([(features[start:start + rows] @ centroids.T).argmax(dim=1)
-                          for start in range(0, len(features), rows)])
+        with full_float32_matmul(features.device):
+            return torch.cat([(features[start:start + rows] @ centroids.T).argmax(dim=1)
+                              for start in range(0, len(features), rows)])
 
     def compute_singular_values(self):
         return torch.linalg.svdvals(self.features.double()).cpu().numpy()
@@ -99,26 +127,29 @@ def as_inputs(features, target_labels, device):
     return features, labels.to(device, torch.int64)
 
 
-def evaluate_metrics(metrics, features, target_labels, opt, engine):
-    """{metric name: value} of already-built metric objects, in list order."""
-    shared = SharedComputations(features, target_labels, metrics, opt, engine)
+def evaluate_metrics(metrics, features, target_labels, opt, engine, n_classes=None):
+    """{metric name: value} of already-built metric objects, in list order. `n_classes` (the number of
+    training classes, k of the k-means) falls back to opt.n_classes when not given."""
+    n_clusters = n_classes if n_classes is not None else getattr(opt, 'n_classes', None)
+    shared = SharedComputations(features, target_labels, metrics, engine, n_clusters)
     return {metric.name: metric(*[shared[r] for r in metric.requires]) for metric in metrics}
 
 
-def compute_metrics(features, target_labels, metric_names, opt, engine=None):
+def compute_metrics(features, target_labels, metric_names, opt, engine=None, n_classes=None):
     """Pure function: embeddings (N x D, numpy or torch) and labels -> {metric name: value}.
 
-    `engine` (metrics.search.FaissEngine / TorchEngine) defaults to the one --evaluate_on_gpu selects.
+    `engine` (metrics.search.FaissEngine / TorchEngine) defaults to the one --evaluate_on_gpu selects;
+    `n_classes`: the number of training classes, the k of the k-means (default: opt.n_classes).
     """
     engine = engine or select_engine(opt)
     metrics = [select(name, opt) for name in metric_names]
     features, target_labels = as_inputs(features, target_labels, engine.device)
-    return evaluate_metrics(metrics, features, target_labels, opt, engine)
+    return evaluate_metrics(metrics, features, target_labels, opt, engine, n_classes)
 
 
 @contextlib.contextmanager
 def faiss_threads(n_threads):
-    """faiss's OpenMP thread count (spec C.2 step 2), restored afterwards: faiss and torch share the
+    """faiss's OpenMP thread count (--kernels), restored afterwards: faiss and torch share the
     OpenMP runtime, and a lasting change would alter the training's float results after an evaluation."""
     previous = faiss.omp_get_max_threads()
     faiss.omp_set_num_threads(max(1, int(n_threads)))
@@ -145,12 +176,21 @@ def embed(model, dataloader, evaltypes, device):
 
 
 class MetricComputer:
-    def __init__(self, metric_names, opt):
+    """The metrics of `metric_names`, evaluated per feature set. `n_classes`: the number of TRAINING
+    classes, the k of the k-means for every evaluated split (default: opt.n_classes, for old callers)."""
+
+    def __init__(self, metric_names, opt, n_classes=None):
         self.pars = opt
+        self.n_classes = n_classes if n_classes is not None else getattr(opt, 'n_classes', None)
         self.metric_names = list(metric_names)
         self.list_of_metrics = [select(name, opt) for name in self.metric_names]
         self.requires = list(dict.fromkeys(r for metric in self.list_of_metrics for r in metric.requires))
         self.engine = select_engine(opt)
+
+    def compute(self, features, target_labels):
+        """{metric name: value} of one feature set (validated, moved to the engine's device)."""
+        feats, labels = as_inputs(features, target_labels, self.engine.device)
+        return evaluate_metrics(self.list_of_metrics, feats, labels, self.pars, self.engine, self.n_classes)
 
     def compute_standard(self, opt, model, dataloader, evaltypes, device, **kwargs):
         """Embed the loader once, then ({evaltype: {metric: value}}, {evaltype: extra infos})."""
@@ -159,7 +199,8 @@ class MetricComputer:
         for evaltype in evaltypes:
             feats, target_labels = as_inputs(features[evaltype], labels, self.engine.device)
             with faiss_threads(opt.kernels):
-                computed[evaltype] = evaluate_metrics(self.list_of_metrics, feats, target_labels, opt, self.engine)
+                computed[evaltype] = evaluate_metrics(self.list_of_metrics, feats, target_labels, opt, self.engine,
+                                                      self.n_classes)
             extra_infos[evaltype] = {
                 'features': feats if feats.is_cuda else feats.numpy(),
                 'target_labels': labels.numpy().reshape(-1, 1),

@@ -1,13 +1,15 @@
-"""Cosine-distance statistics of the embedding space (spec C.7), in float64.
+"""Cosine-distance statistics of the embedding space (the reference's dists@ metrics), in float64.
 
 intra: mean over classes of the mean pairwise cosine distance within the class (diagonal included in
 the sum, divided by n^2 - n); a singleton class or one with a zero embedding has no finite value and
-takes the largest finite class value (project fix of G20).
+takes the largest finite class value (the reference let its NaN poison the mean).
 inter: mean pairwise cosine distance between the L2-normalised class means (diagonal included,
 divided by C^2 - C); a zero class mean makes it NaN, as scipy's cosine distance does.
 Both sums use sum_{a,b} (1 - u_a.u_b) = n^2 - |sum_a u_a|^2 for unit vectors: O(N*D), no pair loop.
 """
 import torch
+
+from metrics.segments import segment_sum
 
 MODES = ('intra', 'inter', 'intra_over_inter')
 
@@ -42,10 +44,9 @@ class Metric:
     @staticmethod
     def intra(x, inverse, counts):
         units, is_zero = unit_rows(x)
-        sums = torch.zeros((len(counts), x.shape[1]), dtype=x.dtype, device=x.device)
-        sums.index_add_(0, inverse, units)
+        sums = segment_sum(units, inverse, len(counts))
         per_class = pairwise_cosine_distance_sum(sums, counts) / (counts.double() ** 2 - counts.double())
-        has_zero = torch.zeros(len(counts), dtype=x.dtype, device=x.device).index_add_(0, inverse, is_zero.to(x.dtype))
+        has_zero = torch.bincount(inverse[is_zero], minlength=len(counts))
         per_class[(counts < 2) | (has_zero > 0)] = float('nan')
         finite = torch.isfinite(per_class)
         if not finite.any():
@@ -55,8 +56,7 @@ class Metric:
 
     @staticmethod
     def inter(x, inverse, counts):
-        sums = torch.zeros((len(counts), x.shape[1]), dtype=x.dtype, device=x.device)
-        sums.index_add_(0, inverse, x)
+        sums = segment_sum(x, inverse, len(counts))
         units, is_zero = unit_rows(sums / counts.double()[:, None])
         n_classes = len(counts)
         if is_zero.any() or n_classes < 2:

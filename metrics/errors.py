@@ -2,7 +2,7 @@
 
 
 class UnknownMetricError(NotImplementedError):
-    """A name in --evaluation_metrics that the registry (spec C.1) does not know or cannot parse."""
+    """A name in --evaluation_metrics that the registry does not know or cannot parse."""
 
 
 class MetricInputError(ValueError):

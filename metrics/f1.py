@@ -1,4 +1,4 @@
-"""Pair-counting F1 of the k-means clustering against the classes (spec C.6).
+"""Pair-counting F1 of the k-means clustering against the classes, as the reference computes it.
 
 A = same-class pairs, B = same-cluster pairs, T = pairs sharing both; F1 = 2PR/(P+R) with the
 reference's P = T/A and R = T/B (swapped names, same F). NaN when T = 0, as in the reference. The

@@ -8,6 +8,7 @@ score is the mean over the remaining queries, NaN if there are none.
 import torch
 
 from metrics.mean_average_precision import class_sizes_per_sample
+from metrics.segments import segment_sum
 
 
 class Metric:
@@ -27,5 +28,5 @@ class Metric:
         inside = hits.rank <= others[hits.query]
         query, rank, order = hits.query[inside], hits.rank[inside], hits.order[inside]
         per_hit = order.double() / rank.double() if self.kind == 'mAP@R' else torch.ones_like(rank, dtype=torch.float64)
-        score = torch.zeros(len(others), dtype=torch.float64, device=query.device).index_add_(0, query, per_hit)
+        score = segment_sum(per_hit, query, len(others))
         return float((score[valid] / others[valid]).mean())

@@ -1,10 +1,12 @@
-"""The reference's mAP family (spec C.5) over the shared neighbour hits.
+"""The reference's mAP family over the shared neighbour hits.
 
 AP_i = (1/n_{y_i}) * sum_{j <= L_i} m_ij * h_ij / j, with m_ij = [j-th neighbour shares i's label],
 h_ij = sum_{t <= j} m_it, L_i = the window R (n_{y_i} for mAP_c), averaged over all N queries.
 Kept quirks: n_{y_i} counts the query itself, so a perfect list scores (n-1)/n; sample average.
 """
 import torch
+
+from metrics.segments import segment_sum
 
 VARIANTS = ('mAP', 'mAP_1000', 'mAP_lim', 'mAP_c')
 
@@ -15,7 +17,7 @@ def class_sizes_per_sample(target_labels):
 
 
 def window(variant, n_samples, class_sizes):
-    """R of spec C.5: N, 1000, min(1023, N) or the largest class size."""
+    """The window R of each variant: N, 1000, min(1023, N) or the largest class size."""
     return {'mAP': n_samples, 'mAP_1000': 1000, 'mAP_lim': min(1023, n_samples),
             'mAP_c': int(class_sizes.max())}[variant]
 
@@ -36,6 +38,5 @@ class Metric:
         if self.variant == 'mAP_c':
             inside &= hits.rank <= sizes[hits.query]
         query, rank, order = hits.query[inside], hits.rank[inside], hits.order[inside]
-        precision_at_hits = torch.zeros(n, dtype=torch.float64, device=query.device)
-        precision_at_hits.index_add_(0, query, order.double() / rank.double())
+        precision_at_hits = segment_sum(order.double() / rank.double(), query, n)
         return float((precision_at_hits / sizes).sum()) / n

@@ -2,9 +2,12 @@
 
 The result records, for every query i, the 1-based rank j at which each same-label sample appears
 among its K nearest *other* samples ("hits"); everything the retrieval metrics need. The query's own
-index is removed from its list (spec C.2, project fix of G15); if it is not among the K+1 results
-(more than K exact duplicates) the last result is dropped. A padded slot (index -1, K >= N) is never a
-hit (spec C.2, project fix of G16).
+index is removed from its list (the reference drops the first column instead, which with exact
+duplicates may drop another sample and keep the query); if it is not among the K+1 results (more than
+K exact duplicates) the last result is dropped. A padded slot (index -1, K >= N) is never a hit (the
+reference's label lookup at index -1 read the last sample's label).
+`on_chunk(start, idx, distances)`, if given, also sees every chunk's K+1 ranked list and its squared
+L2 distances (the k-means reads its first assignment off them, metrics.kmeans.FirstAssignment).
 
 Memory: O(number of hits) for the result, plus one query chunk of the engine's workspace
 (search.WORKSPACE_BYTES) and its (chunk x K+1) index matrix -- the N x K list itself is never held.
@@ -24,7 +27,7 @@ class NeighbourHits:
         self.order = torch.arange(1, len(query) + 1, device=query.device) - first[query]
 
 
-def neighbour_hits(features, labels, n_neighbours, engine, inner_product=False):
+def neighbour_hits(features, labels, n_neighbours, engine, inner_product=False, on_chunk=None):
     n, device = features.shape[0], features.device
     nothing = torch.empty(0, dtype=torch.long, device=device)
     queries, ranks = [nothing], [nothing]
@@ -34,7 +37,12 @@ def neighbour_hits(features, labels, n_neighbours, engine, inner_product=False):
         rows = engine.rows_per_chunk(n, k)
         for start in range(0, n, rows):
             stop = min(n, start + rows)
-            idx = search(features[start:stop], k).to(device)
+            if on_chunk is None:
+                idx = search(features[start:stop], k).to(device)
+            else:
+                idx, distances = search(features[start:stop], k, distances=True)
+                idx = idx.to(device)
+                on_chunk(start, idx, distances.to(device))
             same = (labels[idx.clamp_min(0)] == labels[start:stop, None]) & (idx >= 0)
             row, column = same.nonzero().T
             is_self = idx[row, column] == row + start

@@ -1,4 +1,4 @@
-"""Recall@k (spec C.3): the share of queries with a same-label sample among their k nearest others."""
+"""Recall@k: the share of queries with a same-label sample among their k nearest others."""
 import torch
 
 

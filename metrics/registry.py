@@ -1,4 +1,4 @@
-"""Metric registry of spec C.1: a metric name -> a metric object."""
+"""Metric registry: a metric name of --evaluation_metrics -> a metric object."""
 from metrics import dists, f1, map_at_r, mean_average_precision, nmi, recall, rho_spectrum
 from metrics.errors import UnknownMetricError
 

@@ -1,4 +1,4 @@
-"""Spectral decay rho(Phi) of the embeddings (spec C.8).
+"""Spectral decay rho(Phi) of the embeddings (Roth et al. 2020).
 
 The singular values are the exact ones (computed once per feature set and shared); the reference's
 TruncatedSVD(embed_dim - 1, randomised, 10 oversamples) spans the full column space whenever

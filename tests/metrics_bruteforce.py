@@ -1,4 +1,4 @@
-"""Slow, loop-based implementations of the metric formulas of spec C, used as test oracles."""
+"""Slow, loop-based implementations of the metric formulas, used as test oracles."""
 import math
 
 import faiss
@@ -32,7 +32,7 @@ def recall_at_k(features, labels, k, inner_product=False):
 
 
 def reference_map(features, labels, variant, inner_product=False):
-    """Spec C.5: AP_i = (1/n_{y_i}) sum_{j <= L_i} m_ij h_ij / j, averaged over all queries."""
+    """The reference's mAP: AP_i = (1/n_{y_i}) sum_{j <= L_i} m_ij h_ij / j, averaged over all queries."""
     n = len(labels)
     sizes = {c: list(labels).count(c) for c in set(labels)}
     window = {'mAP': n, 'mAP_1000': 1000, 'mAP_lim': min(1023, n), 'mAP_c': max(sizes.values())}[variant]
@@ -70,7 +70,7 @@ def map_at_r(features, labels, inner_product=False):
 
 
 def pair_f1(cluster_labels, labels):
-    """Pair counting over every pair i < j (spec C.6)."""
+    """Pair counting over every pair i < j."""
     same_class = same_cluster = both = 0
     for i in range(len(labels)):
         for j in range(i + 1, len(labels)):
@@ -101,7 +101,7 @@ def nmi(cluster_labels, labels):
 
 
 def dists(features, labels):
-    """(intra, inter, intra_over_inter) with scipy cosine distances and the project's intra fix (C.7)."""
+    """(intra, inter, intra_over_inter) with scipy cosine distances and the project's intra fix (singletons take the largest class value)."""
     x = np.asarray(features, dtype=np.float64)
     classes = sorted(set(labels))
     per_class = []

@@ -1,4 +1,4 @@
-"""k-means (faiss.Clustering semantics), NMI and F1 (spec C.2, C.4, C.6, C.9)."""
+"""k-means (faiss.Clustering semantics), NMI and F1, with worked examples."""
 import argparse
 
 import faiss
@@ -95,8 +95,8 @@ def test_nmi_and_f1_use_the_euclidean_kmeans(seed):
 
 
 def test_cosine_metrics_use_the_kmeans_of_the_normalised_features():
-    """Project fix of G13: the cosine centroids are the normalised centroids of k-means on F^, and
-    each sample takes the centroid of largest inner product."""
+    """The reference discarded the cosine k-means; fixed: the cosine centroids are the normalised
+    centroids of k-means on F^, and each sample takes the centroid of largest inner product."""
     x, labels = clustered(2)
     x[:, 0] += 4  # make Euclidean and cosine geometry differ
     opt = argparse.Namespace(n_classes=8, evaluate_on_gpu=False)
@@ -109,7 +109,7 @@ def test_cosine_metrics_use_the_kmeans_of_the_normalised_features():
 
 
 def test_worked_example_cluster_scores():
-    """Spec C.9: cluster labels 0,0,1,1,1,2 for labels 0,0,0,1,1,2 -> f1 = 0.5, nmi = 0.6853314789615866."""
+    """Worked example: cluster labels 0,0,1,1,1,2 for labels 0,0,0,1,1,2 -> f1 = 0.5, nmi = 0.6853314789615866."""
     clusters, labels = torch.tensor([0, 0, 1, 1, 1, 2]), torch.tensor([0, 0, 0, 1, 1, 2])
     assert f1.Metric()(clusters, labels) == pytest.approx(0.5, abs=1e-12)
     assert nmi.Metric()(clusters, labels) == pytest.approx(0.6853314789615866, abs=1e-12)

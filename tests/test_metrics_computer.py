@@ -1,4 +1,4 @@
-"""MetricComputer.compute_standard: embedding a loader and handing the rows to compute_metrics (spec C.2)."""
+"""MetricComputer.compute_standard: embedding a loader and handing the rows to compute_metrics."""
 import argparse
 
 import numpy as np
@@ -96,3 +96,25 @@ def test_thread_count_is_restored_after_the_evaluation():
     computer = metrics.MetricComputer(['e_recall@1'], opt)
     computer.compute_standard(opt, TupleNet(), DataLoader(TinyDataset(), batch_size=8), ['discriminative'], 'cpu')
     assert torch.get_num_threads() == threads
+
+
+def test_n_classes_is_an_argument_and_opt_n_classes_only_its_fallback():
+    """k of the k-means = the number of training classes, passed explicitly; opt.n_classes serves old callers."""
+    dataset, model = TinyDataset(), TupleNet()
+    loader = DataLoader(dataset, batch_size=8)
+    names = ['nmi', 'f1']
+    bare = argparse.Namespace(rho_spectrum_embed_dim=6, evaluate_on_gpu=False, kernels=1)
+    computed, extra = metrics.MetricComputer(names, bare, n_classes=3).compute_standard(
+        bare, model, loader, ['discriminative'], 'cpu')
+    via_opt = options()
+    via_opt.n_classes = 3
+    old_style, _ = metrics.MetricComputer(names, via_opt).compute_standard(
+        via_opt, model, loader, ['discriminative'], 'cpu')
+    assert computed == old_style
+    features = extra['discriminative']['features']
+    overridden = metrics.compute_metrics(features, dataset.labels, names, options(), n_classes=3)
+    assert overridden == computed['discriminative']
+    assert overridden != metrics.compute_metrics(features, dataset.labels, names, options())  # opt says 4
+    assert metrics.MetricComputer(names, bare, n_classes=3).compute(features, dataset.labels) == overridden
+    with pytest.raises(metrics.MetricInputError, match='n_classes'):
+        metrics.compute_metrics(features, dataset.labels, names, bare)

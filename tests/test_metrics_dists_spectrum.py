@@ -1,4 +1,4 @@
-"""dists@intra/inter/intra_over_inter (spec C.7) and rho_spectrum@k (spec C.8, C.9)."""
+"""dists@intra/inter/intra_over_inter and rho_spectrum@k, with worked examples."""
 import argparse
 
 import numpy as np
@@ -20,7 +20,7 @@ def options(embed_dim=None):
 
 @pytest.mark.parametrize('labels', [[0, 0, 0, 1, 1, 2], [1, 1, 1, 2, 2, 0]], ids=['singleton-last', 'singleton-first'])
 def test_dists_worked_example(labels):
-    """Spec C.9: the singleton class takes the largest finite class value wherever it sorts."""
+    """Worked example: the singleton class takes the largest finite class value wherever it sorts."""
     values = metrics.compute_metrics(WORKED, labels, DISTS, options())
     assert values['dists@intra'] == pytest.approx(0.0083434955, abs=1e-9)
     assert values['dists@inter'] == pytest.approx(0.4720622303, abs=1e-8)
@@ -48,7 +48,7 @@ def test_dists_zero_embedding_and_single_class():
 
 
 def spectrum_matrix():
-    """6 x 4, singular values 4, 2, 1, 1 (spec C.9)."""
+    """6 x 4, singular values 4, 2, 1, 1 (the worked example)."""
     rotation = np.linalg.qr(np.random.default_rng(1).standard_normal((6, 6)))[0]
     return (rotation[:, :4] @ np.diag([4.0, 2.0, 1.0, 1.0])).astype(np.float32)
 

@@ -1,4 +1,4 @@
-"""Search engines and paths: faiss and torch agree on the CPU (Issue 2 item 6 / Issue 4)."""
+"""Search engines and paths: faiss and torch agree on the CPU."""
 import argparse
 
 import numpy as np
@@ -54,7 +54,7 @@ def test_engines_rank_ties_by_index_and_pad_with_minus_one(inner_product, k):
 
 
 def test_own_index_is_removed_even_behind_exact_duplicates():
-    """G15: with many exact duplicates the query need not be its own first hit; its own index is
+    """With many exact duplicates the query need not be its own first hit; its own index is
     removed, never a duplicate's."""
     x = torch.zeros((6, 2))
     labels = torch.tensor([0, 1, 1, 1, 1, 1])

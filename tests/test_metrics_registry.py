@@ -1,4 +1,4 @@
-"""The metric registry of spec C.1 and spec H's registry properties."""
+"""The metric registry: names, result keys, errors and the default list."""
 import argparse
 
 import numpy as np
@@ -38,7 +38,7 @@ def test_default_list_is_the_lsd_default():
 
 @pytest.mark.parametrize('names', [['nmi'], ['c_nmi'], ['c_f1'], ['c_mAP']])
 def test_reference_crashes_are_fixed(names):
-    """G11/G12: nmi without f1, c_nmi / c_f1 alone and c_mAP all compute."""
+    """Reference crashes fixed: nmi without f1, c_nmi / c_f1 alone and c_mAP all compute."""
     rng = np.random.default_rng(0)
     x = rng.standard_normal((12, 4)).astype(np.float32)
     value = metrics.compute_metrics(x, np.arange(12) % 3, names, OPT)[names[0]]

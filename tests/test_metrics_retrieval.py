@@ -1,4 +1,4 @@
-"""Recall@k, the mAP family and MAP@R / R-Precision against loop-based oracles (spec C.3, C.5, C.9)."""
+"""Recall@k, the mAP family and MAP@R / R-Precision against loop-based oracles (and worked examples)."""
 import argparse
 
 import numpy as np
@@ -59,7 +59,8 @@ def test_retrieval_metrics_match_oracle_with_ties_duplicates_and_singletons(engi
 
 @pytest.mark.parametrize('engine', ENGINES, ids=lambda e: e.name)
 def test_k_larger_than_the_set_pads_with_misses(engine):
-    """N <= K: the missing neighbours are never hits, so no value exceeds 1 (project fix of G16)."""
+    """N <= K: the missing neighbours are never hits, so no value exceeds 1 (the reference read the
+    padding index -1 as the last sample's label)."""
     features = np.array([[0, 0], [0, 1], [5, 5], [5, 6], [9, 9]], dtype=np.float32)
     labels = [0, 0, 1, 1, 4]
     values = metrics.compute_metrics(features, labels, ['e_recall@10', 'mAP', 'mAP_1000', 'mAP_lim'],
@@ -70,7 +71,7 @@ def test_k_larger_than_the_set_pads_with_misses(engine):
         assert values[name] == pytest.approx(4 * 0.5 / 5), name
 
 
-def test_worked_example_of_spec_c9():
+def test_worked_example():
     features = np.array([[1, 0], [1, 0.1], [0.9, 0.2], [1, 1], [1.1, 1], [0, 3]], dtype=np.float32)
     labels = [0, 0, 0, 1, 1, 2]
     values = metrics.compute_metrics(features, labels, ['e_recall@1', 'e_recall@2', 'e_recall@3', 'c_recall@1',
@@ -86,7 +87,7 @@ def test_worked_example_of_spec_c9():
 
 
 def test_map_c_window_is_the_class_size_including_the_query():
-    """Kept quirk of C.5: the window is n_{y_i} (one past the other positives) and a perfect list
+    """Kept quirk of the reference's mAP_c: the window is n_{y_i} (one past the other positives) and a perfect list
     scores (n - 1) / n."""
     features = np.array([[0, 0], [0, 1], [0, 2], [10, 0], [30, 0]], dtype=np.float32)
     labels = [0, 0, 0, 1, 1]
