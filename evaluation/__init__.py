@@ -6,24 +6,7 @@ import numpy as np
 from evaluation.embedding import Embedder
 from utilities.atomic import atomic_torch_save
 
-__all__ = ['Embedder', 'compute_metrics_of_features', 'evaluate', 'metric_group', 'result_block']
-
-
-def compute_metrics_of_features(metric_computer, labels, features, evaltypes, n_threads, image_paths=None):
-    """({evaltype: {metric: value}}, {evaltype: extra infos}) of already embedded rows."""
-    from metrics.computer import as_inputs, evaluate_metrics, faiss_threads
-    computed, extra_infos = {}, {}
-    for evaltype in evaltypes:
-        feats, target_labels = as_inputs(features[evaltype], labels, metric_computer.engine.device)
-        with faiss_threads(n_threads):
-            computed[evaltype] = evaluate_metrics(metric_computer.list_of_metrics, feats, target_labels,
-                                                  metric_computer.pars, metric_computer.engine,
-                                                  n_classes=metric_computer.n_classes)
-        extra_infos[evaltype] = {
-            'features': feats if feats.is_cuda else feats.numpy(),
-            'target_labels': labels.numpy().reshape(-1, 1),
-            'image_paths': image_paths, 'query_image_paths': None, 'gallery_image_paths': None}
-    return computed, extra_infos
+__all__ = ['Embedder', 'evaluate', 'metric_group', 'result_block']
 
 
 def evaluate(LOG, metric_computer, loader, embedder, *, evaltypes, storage_metrics, recorded_options, epoch,
@@ -51,8 +34,8 @@ def _metrics_and_logs(LOG, metric_computer, loader, model, labels, features, eva
                       recorded_options, epoch, log_key, log_online, n_threads, make_recall_plot, store_checkpoints,
                       aux_store, log_epoch):
     dataset = getattr(loader.dataset, 'dataset', loader.dataset)
-    computed_metrics, extra_infos = compute_metrics_of_features(metric_computer, labels, features, evaltypes,
-                                                                n_threads, getattr(dataset, 'image_paths', None))
+    computed_metrics, extra_infos = metric_computer.compute_of_embeddings(labels, features, evaltypes, n_threads,
+                                                                          getattr(dataset, 'image_paths', None))
     numeric_metrics, histogram_metrics = split_metrics(computed_metrics)
     print(result_block(numeric_metrics))
     if store_checkpoints:

@@ -7,7 +7,6 @@ logged for that epoch.
 import argparse
 import copy
 import glob
-import inspect
 import os
 import sys
 
@@ -184,16 +183,9 @@ def embed(opt, model, dataset, device):
 def measure(opt, labels, features, metric_names, n_classes, image_paths):
     """({evaltype: {metric: value}}, {evaltype: extra infos}) with the trainers' metric computer; k-means
     (nmi, f1) into as many clusters as there are training classes, whatever split is evaluated."""
-    import evaluation
     import metrics
-    opt = copy.copy(opt)
-    opt.n_classes = n_classes
-    if 'n_classes' in inspect.signature(metrics.MetricComputer).parameters:
-        computer = metrics.MetricComputer(metric_names, opt, n_classes=n_classes)
-    else:
-        computer = metrics.MetricComputer(metric_names, opt)
-    return evaluation.compute_metrics_of_features(computer, labels, features, opt.evaltypes, opt.kernels,
-                                                  image_paths)
+    computer = metrics.MetricComputer(metric_names, opt, n_classes=n_classes)
+    return computer.compute_of_embeddings(labels, features, opt.evaltypes, opt.kernels, image_paths)
 
 
 def select_device():

@@ -159,22 +159,6 @@ def faiss_threads(n_threads):
         faiss.omp_set_num_threads(previous)
 
 
-def embed(model, dataloader, evaltypes, device):
-    """Labels (N) and {evaltype: float32 N x D CPU tensor}, rows in loader order (spec C.2 step 1)."""
-    model.eval()
-    labels, features = [], {evaltype: [] for evaltype in evaltypes}
-    with torch.no_grad():
-        for batch in dataloader:
-            labels.append(torch.as_tensor(batch[0]).reshape(-1))
-            output = model(batch[1].to(device))
-            if isinstance(output, tuple):
-                output = output[0]
-            for evaltype in evaltypes:
-                chosen = output[evaltype] if isinstance(output, dict) else output
-                features[evaltype].append(chosen.detach().to('cpu', torch.float32))
-    return torch.cat(labels), {evaltype: torch.cat(rows) for evaltype, rows in features.items()}
-
-
 class MetricComputer:
     """The metrics of `metric_names`, evaluated per feature set. `n_classes`: the number of TRAINING
     classes, the k of the k-means for every evaluated split (default: opt.n_classes, for old callers)."""
@@ -193,17 +177,23 @@ class MetricComputer:
         return evaluate_metrics(self.list_of_metrics, feats, labels, self.pars, self.engine, self.n_classes)
 
     def compute_standard(self, opt, model, dataloader, evaltypes, device, **kwargs):
-        """Embed the loader once, then ({evaltype: {metric: value}}, {evaltype: extra infos})."""
-        labels, features = embed(model, dataloader, evaltypes, device)
+        """Embed the loader (with the trainers' embedding) and compute: the one-call form for tools and tests."""
+        from evaluation.embedding import Embedder
+        labels, features, _ = Embedder(model, torch.device(device))(dataloader, evaltypes)
+        return self.compute_of_embeddings(labels, features, evaltypes, opt.kernels,
+                                          getattr(dataloader.dataset, 'image_paths', None))
+
+    def compute_of_embeddings(self, labels, features, evaltypes, n_threads, image_paths=None):
+        """({evaltype: {metric: value}}, {evaltype: extra infos}) of embedded rows (labels N,
+        {evaltype: N x D}); `n_threads` bounds faiss's threads for the duration."""
         computed, extra_infos = {}, {}
         for evaltype in evaltypes:
             feats, target_labels = as_inputs(features[evaltype], labels, self.engine.device)
-            with faiss_threads(opt.kernels):
-                computed[evaltype] = evaluate_metrics(self.list_of_metrics, feats, target_labels, opt, self.engine,
-                                                      self.n_classes)
+            with faiss_threads(n_threads):
+                computed[evaltype] = evaluate_metrics(self.list_of_metrics, feats, target_labels, self.pars,
+                                                      self.engine, self.n_classes)
             extra_infos[evaltype] = {
                 'features': feats if feats.is_cuda else feats.numpy(),
-                'target_labels': labels.numpy().reshape(-1, 1),
-                'image_paths': getattr(dataloader.dataset, 'image_paths', None),
-                'query_image_paths': None, 'gallery_image_paths': None}
+                'target_labels': torch.as_tensor(labels).numpy().reshape(-1, 1),
+                'image_paths': image_paths, 'query_image_paths': None, 'gallery_image_paths': None}
         return computed, extra_infos

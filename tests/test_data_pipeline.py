@@ -15,6 +15,7 @@ from torchvision.transforms import functional as F1
 from torchvision.transforms.v2 import functional as F2
 
 import datasets
+import evaluation
 import metrics
 import parameters
 from datasets import DatasetError, EpochTaggedBatchSampler, device_normaliser, loader_options
@@ -311,10 +312,14 @@ def test_cache_gives_the_same_metrics(digits_data):
     model = TinyEmbedder(opt)
     computer = metrics.MetricComputer(opt.evaluation_metrics, opt)
     loader = torch.utils.data.DataLoader(digits_data['testing'], batch_size=64, shuffle=False)
-    plain, _ = computer.compute_standard(opt, model, loader, ['discriminative'], 'cpu')
+    embedder = evaluation.Embedder(model, torch.device('cpu'))
+
+    def metric_values(loader):
+        labels, features, _ = embedder(loader, ['discriminative'])
+        return computer.compute_of_embeddings(labels, features, ['discriminative'], 1)[0]
+    plain = metric_values(loader)
     cache = CachedLoader(loader, 'cpu')
-    first, _ = computer.compute_standard(opt, model, cache, ['discriminative'], 'cpu')
-    second, _ = computer.compute_standard(opt, model, cache, ['discriminative'], 'cpu')
+    first, second = metric_values(cache), metric_values(cache)
     assert cache.is_filled and plain == first == second
     assert 0 < plain['discriminative']['e_recall@1'] < 1
 

@@ -1,4 +1,4 @@
-"""evaluation.evaluate (spec D; training spec 5.3, 5.6, 5.9)."""
+"""evaluation.evaluate: checkpoints on strict improvement, console block, logged groups, W&B histograms."""
 import argparse
 import os
 import sys
@@ -14,16 +14,17 @@ import evaluation
 import metrics
 from metrics_bruteforce import single_faiss_thread  # noqa: F401 (autouse fixture)
 from test_metrics_computer import TinyDataset, TupleNet
+from utilities import misc
 from utilities.logger import Progress_Saver
 
 
 class ScriptedComputer:
-    """compute_standard returns the next prescribed {metric: value} for every evaltype."""
+    """compute_of_embeddings returns the next prescribed {metric: value} for every evaltype."""
 
     def __init__(self, *results):
         self.results = list(results)
 
-    def compute_standard(self, opt, model, dataloader, evaltypes, device):
+    def compute_of_embeddings(self, labels, features, evaltypes, n_threads, image_paths=None):
         values = self.results.pop(0)
         return ({evaltype: dict(values) for evaltype in evaltypes},
                 {evaltype: {'features': None, 'image_paths': None} for evaltype in evaltypes})
@@ -33,12 +34,30 @@ def run_setup(tmp_path, **extra):
     opt = argparse.Namespace(save_path=str(tmp_path), storage_metrics=['e_recall@1'], log_online=False, epoch=0,
                              wandb_key='secret-key', experiment='comet', n_classes=4, rho_spectrum_embed_dim=6,
                              evaluate_on_gpu=False, kernels=1, **extra)
-    log = types.SimpleNamespace(prop=opt, progress_saver={'Test': Progress_Saver(), 'Train': Progress_Saver()})
+    log = types.SimpleNamespace(save_path=str(tmp_path),
+                                progress_saver={'Test': Progress_Saver(), 'Train': Progress_Saver()})
     return opt, log
 
 
-def evaluate(log, computer, opt, **kwargs):
-    evaluation.evaluate('cub200', log, computer, [None], TupleNet(), opt, ['discriminative'], 'cpu', **kwargs)
+class NoLoader:
+    dataset = None
+
+
+class ScriptedEmbedder:
+    """Stands in for evaluation.Embedder: a fixed model, no rows (the scripted computer ignores them)."""
+    world = None
+
+    def __init__(self):
+        self.model = TupleNet()
+
+    def __call__(self, loader, evaltypes):
+        return torch.zeros(0), {evaltype: torch.zeros(0, 6) for evaltype in evaltypes}, torch.zeros(0)
+
+
+def evaluate(log, computer, opt, loader=NoLoader(), embedder=None, **kwargs):
+    evaluation.evaluate(log, computer, loader, embedder or ScriptedEmbedder(), evaltypes=['discriminative'],
+                        storage_metrics=opt.storage_metrics, recorded_options=misc.redacted_namespace(opt),
+                        epoch=opt.epoch, log_online=opt.log_online, n_threads=1, **kwargs)
 
 
 def test_checkpoint_written_first_then_only_on_strict_improvement(tmp_path, capsys):
@@ -117,8 +136,8 @@ def test_real_pass_with_sample_recoveries_figure(tmp_path):
     opt, log = run_setup(tmp_path)
     computer = metrics.MetricComputer(['e_recall@1', 'e_recall@2', 'nmi'], opt)
     np.random.seed(0)
-    evaluation.evaluate('cub200', log, computer, [DataLoader(dataset, batch_size=8)], TupleNet(), opt,
-                        ['discriminative'], 'cpu', make_recall_plot=True)
+    evaluate(log, computer, opt, loader=DataLoader(dataset, batch_size=8),
+             embedder=evaluation.Embedder(TupleNet(), torch.device('cpu')), make_recall_plot=True)
     with Image.open(tmp_path / 'sample_recoveries.png') as figure:
         assert figure.size == (1000, 2000)  # 10 x 20 inches at 100 dpi
     assert set(log.progress_saver['Test'].groups) == {'discriminative_e_recall', 'discriminative_nmi'}
