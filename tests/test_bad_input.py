@@ -78,7 +78,7 @@ def test_diverging_training_names_epoch_and_iteration(tmp_path):
 
 def test_divergence_after_a_completed_epoch_keeps_its_resume_state_and_checkpoints(tmp_path):
     """Weights poisoned with NaN in epoch 1: the run stops with one line, epoch 0's files stay intact."""
-    result = run(['tests/kill_during_epoch.py', '1', '2', '--signal', 'NAN'] + DIGITS +
+    result = run(['tests/kill_during_epoch.py', '1', '2', 'signal=NAN'] + DIGITS +
                  ['--n_epochs', '3', '--save_path', str(tmp_path), '--savename', 'r'], script=None)
     assert_one_line(result, 3, 'diverged', 'epoch 1')
     folder = tmp_path / 'digits' / 'r'
@@ -91,7 +91,7 @@ def test_divergence_after_a_completed_epoch_keeps_its_resume_state_and_checkpoin
 
 def test_ctrl_c_says_where_it_stopped_and_the_run_resumes(tmp_path):
     args = DIGITS + ['--n_epochs', '2', '--save_path', str(tmp_path), '--savename', 'r']
-    result = run(['tests/kill_during_epoch.py', '1', '2', '--signal', 'INT'] + args, script=None)
+    result = run(['tests/kill_during_epoch.py', '1', '2', 'signal=INT'] + args, script=None)
     folder = str(tmp_path / 'digits' / 'r')
     assert result.returncode == 130 and 'Traceback' not in result.stderr, result.stderr[-3000:]
     stopped = [line for line in result.stderr.splitlines() if line.startswith('Stopped:')]

@@ -45,9 +45,9 @@ def recorded(monkeypatch):
     for hook in ('create_storage', 'precompute_indices', 'full_storage_update', 'replace_storage_entries'):
         original = getattr(storage.StorageSampler, hook)
 
-        def recording(self, *args, _hook=hook, _original=original):
+        def recording(self, *args, _hook=hook, _original=original, **kwargs):
             events.append((_hook,) + args)
-            return _original(self, *args)
+            return _original(self, *args, **kwargs)
         monkeypatch.setattr(storage.StorageSampler, hook, recording)
     select = datasampler.select
 

@@ -232,7 +232,11 @@ def build_data(context, model, embedder):
         dataset = splits[split]
         if world.enabled:  # each process embeds a disjoint contiguous shard, nothing padded
             dataset = torch.utils.data.Subset(dataset, distributed.shard_range(len(dataset), world))
-        loader = torch.utils.data.DataLoader(dataset, batch_size=eval_bs, shuffle=False, **loader_options)
+        # the fast pipeline gives evaluation loaders their own generator: an evaluation then never moves the
+        # training's random streams, so --evaluate_every and --eval_cache leave the training unchanged
+        generator = torch.Generator() if opt.data_pipeline == 'fast' else None
+        loader = torch.utils.data.DataLoader(dataset, batch_size=eval_bs, shuffle=False, generator=generator,
+                                             **loader_options)
         return datasets.cached(loader, opt.eval_cache, context.device)
 
     loaders = {'evaluation': evaluation_loader('evaluation'), 'testing': evaluation_loader('testing')}
@@ -322,7 +326,7 @@ def init_wandb(context):
         os.environ['WANDB_API_KEY'] = opt.wandb_key
     states = random.getstate(), np.random.get_state(), torch.get_rng_state()
     name = context.savename if context.savename else None
-    run = wandb.init(project=opt.project, group=opt.group, name=name, dir=context.run_folder,
+    run = wandb.init(project=opt.project, group=opt.group, name=name, dir=opt.save_path,
                      id=context.wandb_run_id, resume='allow' if context.wandb_run_id else None)
     wandb.config.update(vars(context.recorded_options()), allow_val_change=True)
     random.setstate(states[0])
