@@ -41,15 +41,6 @@ def assert_one_line(result, code, *needles):
     return lines[0]
 
 
-@pytest.fixture(scope='module')
-def finished_run(tmp_path_factory):
-    """A 2-epoch LSD run, trained under umask 022."""
-    tmp = tmp_path_factory.mktemp('finished')
-    result = run(DIGITS + ['--n_epochs', '2', '--save_path', str(tmp), '--savename', 'run'], umask=0o022)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return str(tmp / 'digits' / 'run')
-
-
 def test_every_file_and_folder_of_a_run_is_readable_under_umask_022(finished_run):
     paths = [finished_run] + glob.glob(os.path.join(finished_run, '**', '*'), recursive=True)
     assert len(paths) > 10

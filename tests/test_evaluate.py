@@ -6,8 +6,6 @@ import csv
 import io
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -22,15 +20,9 @@ CHECKPOINT = 'checkpoint_Test_discriminative_e_recall@1.pth.tar'
 
 
 @pytest.fixture(scope='module')
-def run_folder(tmp_path_factory):
-    save_path = tmp_path_factory.mktemp('evaluate_runs')
-    command = [sys.executable, 'main.py', '--dataset', 'digits', '--arch', 'resnet18_normalize', '--not_pretrained',
-               '--loss', 'margin_lsd', '--n_epochs', '2', '--bs', '40', '--samples_per_class', '4',
-               '--embed_dim', '8', '--kernels', '0', '--no_train_metrics', '--seed', '0',
-               '--save_path', str(save_path), '--savename', 'r', '--evaluation_metrics'] + METRICS
-    done = subprocess.run(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=600)
-    assert done.returncode == 0, done.stdout[-3000:]
-    return os.path.join(str(save_path), 'digits', 'r')
+def run_folder(finished_run):
+    """The shared 2-epoch digits run (tests/conftest.py), trained with the metrics of METRICS."""
+    return finished_run
 
 
 def logged(run, file_name):

@@ -63,7 +63,9 @@ def test_evaluate_every_and_eval_cache_leave_training_and_metrics_unchanged(tmp_
             assert sparse[name] == [rows[0], rows[2], rows[3]], name
 
 
-@pytest.mark.parametrize('epochs', [8])
+# CI trains the README's main job for 4 of its 8 epochs (the full 8 are measured in the README);
+# DML_FULL_README_RUN=1 runs all 8
+@pytest.mark.parametrize('epochs', [8 if os.environ.get('DML_FULL_README_RUN') == '1' else 4])
 def test_bf16_on_the_cpu_trains_the_readme_run_close_to_float32(tmp_path, epochs):
     """The README's main job, float32 against bf16 autocast: final Test Recall@1 within 0.03."""
     final = {}
