@@ -9,8 +9,9 @@ import fcntl
 import json
 import os
 import socket
-import tempfile
 import time
+
+from utilities.atomic import atomic_write_text
 
 STATE_FILE = 'sweep_state.json'
 LOCK_FILE = '.sweep.lock'
@@ -21,18 +22,10 @@ class StateError(Exception):
     """Unreadable state, or a sweep folder held by another launcher: reported as one line."""
 
 
-def readable_mode():
-    """0666 under the process umask (0644 under the usual 022), as for any file the user keeps."""
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
 class SweepState:
     def __init__(self, folder):
         self.folder = os.path.abspath(folder)
         self.path = os.path.join(self.folder, STATE_FILE)
-        self.mode = readable_mode()
         self.data = {'format': FORMAT, 'runs': {}}
         if os.path.exists(self.path):
             try:
@@ -51,7 +44,7 @@ class SweepState:
         return record
 
     def save(self):
-        write_atomically(self.path, json.dumps(self.data, indent=1, sort_keys=True) + '\n', self.mode)
+        atomic_write_text(json.dumps(self.data, indent=1, sort_keys=True) + '\n', self.path)
 
     def start_attempt(self, record, action, **details):
         record['status'] = 'running'
@@ -63,24 +56,6 @@ class SweepState:
         if record['attempts']:
             record['attempts'][-1].update(ended=time.time(), **details)
         self.save()
-
-
-def write_atomically(path, text, mode):
-    """Temp file + fsync + rename, as utilities/atomic.py does; kept here because that module imports
-    torch, which would cost every launcher start (and every dry run) several seconds."""
-    fd, tmp_path = tempfile.mkstemp(dir=os.path.dirname(path), prefix='.' + os.path.basename(path) + '.',
-                                    suffix='.tmp')
-    try:
-        with os.fdopen(fd, 'w') as handle:
-            handle.write(text)
-            handle.flush()
-            os.fchmod(handle.fileno(), mode)
-            os.fsync(handle.fileno())
-        os.replace(tmp_path, path)
-    except BaseException:
-        if os.path.exists(tmp_path):
-            os.remove(tmp_path)
-        raise
 
 
 def lock_sweep(folder):
