@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Sample runs for this framework, grouped by dataset:
 #  * the baseline and spectrum-regularised groups of the reference's
-#    Sample_Runs/ICML2020_RevisitDML_SampleRuns.sh (main_original.py, spec data_metrics.md F);
+#    Sample_Runs/ICML2020_RevisitDML_SampleRuns.sh (main_original.py);
 #  * the LSD counterpart of every baseline group (main.py --loss <loss>_lsd, with the LSD
 #    README's --kd_alpha 50.0 --kd_tau 1.0; same miner, backbone and flags otherwise), plus
 #    Smooth-AP (ap_loss) and its LSD variant;

@@ -1,4 +1,4 @@
-"""Command-line flags of both trainers (spec: training.md §1).
+"""Command-line flags of both trainers: the reference's, with its defaults, plus this framework's additions.
 
 Groups are registered in the reference's order (basic, batch creation, batch mining, loss-specific,
 W&B, LSD, noisy labels), which fixes the key order of Parameter_Info.txt, hypa.pkl and the W&B config.

@@ -1,4 +1,4 @@
-"""The reference's sample-recoveries figure (spec D step 7): 10 random queries and their 3 nearest images."""
+"""The reference's sample-recoveries figure: 10 random queries and their 3 nearest images."""
 import numpy as np
 import torch
 

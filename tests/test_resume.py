@@ -1,4 +1,4 @@
-"""Issue 5: a run SIGKILLed during epoch 3 and resumed equals an uninterrupted 3-epoch run."""
+"""A run SIGKILLed during epoch 3 and resumed equals an uninterrupted 3-epoch run."""
 import csv
 import glob
 import os
