@@ -20,6 +20,19 @@ BUILDERS = (('cub200', cub200.give), ('cars196', cars196.give),
             ('online_products', stanford_online_products.give), ('digits', digits.give))
 
 
+LAYOUTS = {'cub200': cub200.LAYOUT, 'cars196': cars196.LAYOUT, 'online_products': stanford_online_products.LAYOUT}
+
+
+def check_data_folder(name, data_path):
+    """The benchmark's data folder exists and is not empty: checked at start-up, before any backbone weights
+    are downloaded or any folder is created (the full layout is checked when the datasets are built)."""
+    from datasets.errors import require_folder
+    for key, layout in LAYOUTS.items():
+        if key in name:
+            require_folder(data_path, layout)
+            return
+
+
 def select(name, opt, data_path):
     for key, give in BUILDERS:
         if key in name:

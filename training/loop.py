@@ -175,7 +175,9 @@ def set_loader_epoch(loader, epoch):
 def derive_context(opt, lsd_trainer, data_folder=None):
     """Validate the options and derive what the run reads besides them; nothing is created on disk."""
     import criteria
+    import datasets
     setup.validate_options(opt, lsd_trainer)
+    datasets.check_data_folder(opt.dataset, data_folder or opt.source_path + '/' + opt.dataset)
     setup.print_notices(opt)
     resume_state, run_folder = None, None
     if opt.resume:
