@@ -70,7 +70,9 @@ class FaissEngine:
             cls = faiss.GpuIndexFlatIP if inner_product else faiss.GpuIndexFlatL2
             resources = _gpu_resources_once()
             torch.cuda.empty_cache()  # the index and its searches allocate outside torch's cache
-            gpu_index = cls(resources, dim)
+            config = faiss.GpuIndexFlatConfig()
+            config.device = torch.cuda.current_device()  # the run's GPU (cuda:N), not always visible device 0
+            gpu_index = cls(resources, dim, config)
             gpu_index.add(base_np)
         if inner_product:
             exact_engine = TorchEngine('cpu')
