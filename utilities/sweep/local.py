@@ -136,9 +136,11 @@ def signal_group(process, signum):
         pass
 
 
-def finish(item, returncode, stopped, started, state, progress, counts):
+def finish(item, returncode, stopped, started, state, progress, counts, note=''):
+    """Record a run's end in the state file and the progress line; `note` overrides the outcome's reason."""
     run, record, action = item
-    status, note = outcome(returncode, run.folder, stopped)
+    status, why = outcome(returncode, run.folder, stopped)
+    note = note or why
     state.end_attempt(record, status, returncode=returncode, note=note)
     counts['running'] -= 1
     if status == 'done':

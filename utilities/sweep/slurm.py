@@ -14,9 +14,8 @@ import submitit
 from submitit.helpers import Checkpointable
 
 from utilities.sweep import children
-from utilities.sweep.local import outcome
+from utilities.sweep.local import finish
 from utilities.sweep.plan import RESUME, SUMMARY, clear_half_folder
-from utilities.sweep.progress import clock
 
 ACTIVE = ('PENDING', 'RUNNING', 'REQUEUED', 'CONFIGURING', 'COMPLETING', 'SUSPENDED', 'RESIZING')
 
@@ -144,18 +143,8 @@ def watch(jobs, state, progress, counts, poll=1.0):
                     returncode, note = -1 if stopped['signum'] else 1, str(error).splitlines()[0][:200]
                 else:
                     note = ''
-                status, why = outcome(returncode, run.folder, stopped['signum'] is not None)
-                state.end_attempt(record, status, returncode=returncode, note=note or why)
-                counts['running'] -= 1
-                if status == 'done':
-                    counts['done'] += 1
-                    progress.finished(time.time() - started)
-                    progress.event('done    {} ({})'.format(run.folder, clock(time.time() - started)))
-                elif status == 'failed':
-                    counts['failed'] += 1
-                    progress.event('FAILED  {}: {}; log {}'.format(run.folder, note or why, record['log']))
-                else:
-                    progress.event('killed  {}; a rerun resumes it'.format(run.folder))
+                finish((run, record, action), returncode, stopped['signum'] is not None, started, state, progress,
+                       counts, note)
             progress.show(counts, [time.time() - started] * len(pending))
             if pending:
                 time.sleep(poll)
