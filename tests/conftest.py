@@ -5,27 +5,144 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
+# Under pytest-xdist the workers share the cores: each worker, and every process its tests start, gets its
+# share of threads instead of all of them (oversubscribed OpenMP threads spin and slow everything down).
+# Set before torch is imported; tests that compare thread counts set them explicitly.
+if os.environ.get('PYTEST_XDIST_WORKER_COUNT'):
+    _threads = str(max(1, (os.cpu_count() or 1) // int(os.environ['PYTEST_XDIST_WORKER_COUNT'])))
+    for _variable in ('OMP_NUM_THREADS', 'MKL_NUM_THREADS'):
+        os.environ.setdefault(_variable, _threads)
+
+import glob  # noqa: E402
+import json  # noqa: E402
+import pickle  # noqa: E402
+import signal  # noqa: E402
 import subprocess  # noqa: E402
+import time  # noqa: E402
 
 import pytest  # noqa: E402
+from filelock import FileLock  # noqa: E402
 
-# One finished run shared by the tests that only need *a* finished run (outputs, permissions, resume-state
-# layout, evaluate.py): 2 epochs of LSD on the embedded digits, trained under umask 022.
-FINISHED_RUN_ARGS = ['--dataset', 'digits', '--arch', 'resnet18_normalize', '--not_pretrained', '--loss', 'margin_lsd',
-                     '--batch_mining', 'distance', '--kd_alpha', '20', '--n_epochs', '2', '--bs', '40',
-                     '--samples_per_class', '4', '--embed_dim', '8', '--kernels', '0', '--no_train_metrics',
-                     '--seed', '0', '--evaluation_metrics', 'e_recall@1', 'e_recall@2', 'nmi', 'mAP_c']
+# Trained runs shared by the tests that only need *a* finished run. Each is trained once per test session,
+# also under pytest-xdist: the first worker that asks trains it under a file lock, the others reuse it.
+# Tests that change files of a shared run work on a copy.
+
+# The README's main job (tests/test_speed_flags.py trains its bf16 twin) for 2 epochs, with the metrics that
+# tests/test_evaluate.py re-evaluates, trained under umask 022 (tests/test_bad_input.py checks the modes).
+README_RUN_ARGS = ['--dataset', 'digits', '--arch', 'resnet18_normalize', '--not_pretrained', '--loss', 'margin_lsd',
+                   '--batch_mining', 'distance', '--kd_alpha', '50', '--kd_tau', '1', '--bs', '40',
+                   '--samples_per_class', '4', '--embed_dim', '8', '--lr', '0.0003', '--kernels', '0', '--seed', '0',
+                   '--no_train_metrics']
+FINISHED_RUN_ARGS = README_RUN_ARGS + ['--n_epochs', '2', '--evaluation_metrics', 'e_recall@1', 'e_recall@2', 'nmi',
+                                       'mAP_c']
+
+# Three epochs of margin_lsd with a learned beta and a step of the learning-rate schedule, every default metric
+# on Train and Test: the uninterrupted twin of tests/test_resume.py's killed run, and the every-epoch
+# evaluation that tests/test_speed_flags.py compares --evaluate_every against.
+THREE_EPOCH_RUN_ARGS = ['--dataset', 'digits', '--arch', 'resnet18_normalize', '--not_pretrained', '--bs', '40',
+                        '--samples_per_class', '4', '--kernels', '0', '--embed_dim', '32', '--lr', '0.001',
+                        '--seed', '5', '--loss', 'margin_lsd', '--batch_mining', 'distance', '--kd_alpha', '20',
+                        '--n_epochs', '3', '--tau', '2', '--gamma', '0.5']
+
+
+def session_root(tmp_path_factory):
+    """A folder shared by every worker of this test session (pytest-xdist gives each worker its own basetemp
+    under one common parent)."""
+    root = tmp_path_factory.getbasetemp()
+    return root.parent if os.environ.get('PYTEST_XDIST_WORKER') else root
+
+
+def shared_run(tmp_path_factory, name, args, script='main.py', umask=0o022):
+    """The run folder of `script args`, trained once per session (see above)."""
+    save_path = session_root(tmp_path_factory) / 'shared_runs' / name
+    folder = os.path.join(str(save_path), 'digits', 'run')
+    marker = save_path / 'trained'
+    save_path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(save_path) + '.lock'):
+        if not marker.exists():
+            environment = dict(os.environ, PYTHONWARNINGS='ignore')
+            environment.pop('DML_TRACEBACK', None)
+            done = subprocess.run([sys.executable, script] + list(args) + ['--save_path', str(save_path),
+                                                                            '--savename', 'run'],
+                                  cwd=ROOT, capture_output=True, text=True, env=environment, timeout=900,
+                                  preexec_fn=lambda: os.umask(umask))
+            assert done.returncode == 0, done.stderr[-3000:]
+            marker.write_text('')
+    return folder
 
 
 @pytest.fixture(scope='session')
 def finished_run(tmp_path_factory):
-    """Path of the shared finished run folder; tests that change files in it work on a copy."""
-    save_path = tmp_path_factory.mktemp('finished_run')
-    environment = dict(os.environ, PYTHONWARNINGS='ignore')
-    environment.pop('DML_TRACEBACK', None)
-    done = subprocess.run([sys.executable, 'main.py'] + FINISHED_RUN_ARGS + ['--save_path', str(save_path),
-                                                                             '--savename', 'run'],
-                          cwd=ROOT, capture_output=True, text=True, env=environment, timeout=900,
-                          preexec_fn=lambda: os.umask(0o022))
-    assert done.returncode == 0, done.stderr[-3000:]
-    return os.path.join(str(save_path), 'digits', 'run')
+    """Path of the shared 2-epoch README-job run folder."""
+    return shared_run(tmp_path_factory, 'finished_run', FINISHED_RUN_ARGS)
+
+
+@pytest.fixture(scope='session')
+def three_epoch_run(tmp_path_factory):
+    """Path of the shared uninterrupted 3-epoch run folder."""
+    return shared_run(tmp_path_factory, 'three_epoch_run', THREE_EPOCH_RUN_ARGS)
+
+
+# Real digits runs through the sweep launcher with --slots 2, the launcher and its runs SIGKILLed once the
+# baseline group has finished and the LSD group has completed its first epoch, then the sweep rerun.
+# tests/test_sweep.py checks what the launcher did; tests/test_result_evaluations.py tables the runs.
+SWEPT_METRICS = ['e_recall@1', 'e_recall@5', 'nmi', 'f1', 'mAP_c', 'dists@intra', 'dists@inter',
+                 'dists@intra_over_inter', 'rho_spectrum@-1', 'rho_spectrum@1', 'rho_spectrum@2', 'rho_spectrum@10']
+SWEPT_GROUPS = (('main_original.py', 'DIG_Triplet', 'triplet'), ('main.py', 'DIGlsd_Triplet', 'triplet_lsd'))
+SWEPT_DIGITS = ('--dataset digits --arch resnet18_normalize --not_pretrained --kernels 0 --bs 32 --n_epochs 2 '
+                '--batch_mining distance --evaluation_metrics ' + ' '.join(SWEPT_METRICS))
+
+
+def sweep_state(folder):
+    with open(os.path.join(folder, 'sweep_state.json')) as handle:
+        return json.load(handle)['runs']
+
+
+@pytest.fixture(scope='session')
+def interrupted_sweep(tmp_path_factory):
+    """What happened: the sweep folder, the launcher's state before the rerun, the finished runs' summary
+    times before the rerun, the rerun's result and the seconds until the kill and of the rerun."""
+    root = session_root(tmp_path_factory) / 'interrupted_sweep'
+    root.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(root) + '.lock'):
+        record = root / 'record.pkl'
+        if record.exists():
+            with open(record, 'rb') as handle:
+                return pickle.load(handle)
+        lines = ['python {} {} --loss {} --group {} --seed {}'.format(entry, SWEPT_DIGITS, loss, group, seed)
+                 for entry, group, loss in SWEPT_GROUPS for seed in (0, 1)]
+        commands = root / 'digits.sh'
+        commands.write_text('\n'.join(lines) + '\n')
+        folder = str(root / 'sw')
+        runs = os.path.join(folder, 'runs', 'digits')
+        began = time.time()
+        launcher = subprocess.Popen([sys.executable, '-m', 'utilities.sweep', str(commands), '--slots', '2',
+                                     '--sweep_dir', folder], cwd=ROOT, stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.DEVNULL)
+        deadline = time.time() + 600
+        while time.time() < deadline:
+            finished = glob.glob(runs + '/DIG_Triplet_s*/training_summary.txt')
+            epoch_done = glob.glob(runs + '/DIGlsd_Triplet_s*/resume_state.pth.tar')
+            if len(finished) == 2 and len(epoch_done) == 2:
+                break
+            assert launcher.poll() is None, 'the launcher ended before the kill'
+            time.sleep(0.2)
+        children = [r['attempts'][-1]['pid'] for r in sweep_state(folder).values() if r['status'] == 'running']
+        launcher.kill()
+        for pid in children:
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        launcher.wait()
+        killed_at = time.time() - began
+        summaries = {path: os.stat(path).st_mtime_ns for path in glob.glob(runs + '/*/training_summary.txt')}
+        before = sweep_state(folder)
+        rerun = subprocess.run([sys.executable, '-m', 'utilities.sweep', str(commands), '--slots', '2',
+                                '--sweep_dir', folder], cwd=ROOT, capture_output=True, text=True, timeout=600)
+        result = dict(folder=folder, runs=runs, summaries=summaries, before=before, rerun_returncode=rerun.returncode,
+                      rerun_output=rerun.stdout + rerun.stderr, killed_at=killed_at,
+                      rerun_seconds=time.time() - began - killed_at)
+        with open(record, 'wb') as handle:
+            pickle.dump(result, handle)
+        return result

@@ -25,6 +25,11 @@ while arguments and arguments[0].split('=')[0] in ('signal', 'rank', 'baseline')
         only_rank = int(value)
     else:
         lsd_trainer = False
+if signal_name == 'INT':
+    # A process started from a background job or nohup inherits SIGINT ignored, and Python then keeps it
+    # ignored: restore the default (KeyboardInterrupt) so the driver's SIGINT acts as a Ctrl-C would,
+    # however the test suite itself was started.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 state = {'epoch': None, 'calls': 0}
 original_train_one_epoch = engine.train_one_epoch
 original_gradient_statistics = engine.gradient_statistics

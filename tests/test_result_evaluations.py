@@ -10,7 +10,6 @@ import json
 import math
 import os
 import pickle
-import subprocess
 import sys
 import types
 
@@ -19,6 +18,7 @@ import pandas as pd
 import pytest
 
 import Result_Evaluations
+from conftest import SWEPT_GROUPS as E2E_GROUPS
 from utilities.results import aggregation, tables
 from utilities.results.local_source import load_local_runs, read_history, split_csv_name
 from utilities.results.runs import Run, group_from_name
@@ -461,32 +461,11 @@ def test_command_line_on_local_runs_without_benchmark_groups(two_seeds, tmp_path
 # ------------------------------------------------------------------------------------------------
 # end to end: real run folders written by the trainers on the embedded digits dataset
 
-E2E_GROUPS = (('main_original.py', 'DIG_Triplet', 'triplet'), ('main.py', 'DIGlsd_Triplet', 'triplet_lsd'))
-
-
-E2E_METRICS = ['e_recall@1', 'e_recall@5', 'nmi', 'f1', 'mAP_c', 'dists@intra', 'dists@inter',
-               'dists@intra_over_inter', 'rho_spectrum@-1', 'rho_spectrum@1', 'rho_spectrum@2', 'rho_spectrum@10']
-
-
 @pytest.fixture(scope='module')
-def trained(tmp_path_factory):
-    """2 groups × 2 seeds × 2 epochs, the four single-threaded trainings running side by side."""
-    save_path = tmp_path_factory.mktemp('runs')
-    env = dict(os.environ, OMP_NUM_THREADS='1', MKL_NUM_THREADS='1')
-    processes = []
-    for entry, group, loss in E2E_GROUPS:
-        for seed in (0, 1):
-            command = [sys.executable, entry, '--dataset', 'digits', '--arch', 'resnet18_normalize',
-                       '--not_pretrained', '--n_epochs', '2', '--loss', loss, '--batch_mining', 'distance',
-                       '--group', group, '--seed', str(seed), '--savename', '{}_s{}'.format(group, seed),
-                       '--save_path', str(save_path), '--kernels', '0', '--bs', '32',
-                       '--evaluation_metrics'] + E2E_METRICS
-            processes.append(subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                                              stderr=subprocess.STDOUT, text=True))
-    for process in processes:
-        output, _ = process.communicate(timeout=600)
-        assert process.returncode == 0, output[-3000:]
-    return save_path
+def trained(interrupted_sweep):
+    """2 groups × 2 seeds × 2 epochs of real digits runs: the shared sweep of tests/conftest.py (killed once
+    and resumed, which leaves the logs of an uninterrupted run)."""
+    return interrupted_sweep['folder']
 
 
 def csv_column(run, file_name, column):
@@ -505,7 +484,7 @@ def test_end_to_end_on_runs_written_by_the_trainers(trained, tmp_path, capsys):
         assert (result.dataset, result.n_runs, sorted(result.seeds)) == ('digits', 2, [0, 1])
         best, epochs, intra = [], [], []
         for seed in (0, 1):
-            run = os.path.join(trained, 'digits', '{}_s{}'.format(group, seed))
+            run = os.path.join(trained, 'runs', 'digits', '{}_s{}'.format(group, seed))
             recall = csv_column(run, 'Data_Test_discriminative_e_recall.csv', 'e_recall@1')
             assert len(recall) == 2
             epoch = recall.index(max(recall))

@@ -7,11 +7,10 @@ import sys
 
 import torch
 
+from conftest import THREE_EPOCH_RUN_ARGS
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-ARGS = ['--dataset', 'digits', '--arch', 'resnet18_normalize', '--not_pretrained', '--bs', '40',
-        '--samples_per_class', '4', '--kernels', '0', '--embed_dim', '32', '--lr', '0.001', '--seed', '5',
-        '--loss', 'margin_lsd', '--batch_mining', 'distance', '--kd_alpha', '20', '--n_epochs', '3',
-        '--tau', '2', '--gamma', '0.5']
+ARGS = THREE_EPOCH_RUN_ARGS   # the shared uninterrupted run (tests/conftest.py) is trained with these
 
 
 def run(*args):
@@ -26,9 +25,7 @@ def csv_logs(folder):
     return logs
 
 
-def test_kill_and_resume_equals_uninterrupted(tmp_path):
-    straight = run('main.py', *ARGS, '--save_path', str(tmp_path / 'a'), '--savename', 'run')
-    assert straight.returncode == 0, straight.stderr[-2000:]
+def test_kill_and_resume_equals_uninterrupted(tmp_path, three_epoch_run):
     killed = run('tests/kill_during_epoch.py', '2', '3', *ARGS, '--save_path', str(tmp_path / 'b'),
                  '--savename', 'run')
     assert killed.returncode == -9
@@ -38,7 +35,7 @@ def test_kill_and_resume_equals_uninterrupted(tmp_path):
     resumed = run('main.py', '--resume', folder_b)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
 
-    folder_a = str(tmp_path / 'a' / 'digits' / 'run')
+    folder_a = three_epoch_run
     logs_a, logs_b = csv_logs(folder_a), csv_logs(folder_b)
     assert set(logs_a) == set(logs_b)
     timing = {'Data_Train_time.csv'}

@@ -1,7 +1,7 @@
 """The sweep launcher: bash-like reading, deterministic folders, resumable scheduling, submitit backend.
 
-The scheduler tests use a stand-in trainer (tests take seconds); the kill-and-rerun test trains real
-digits runs with --slots 2 and SIGKILLs the launcher and its children mid-way.
+The scheduler tests use a stand-in trainer (tests take seconds); the kill-and-rerun test checks the real
+digits sweep of tests/conftest.py, trained with --slots 2 and SIGKILLed with its children mid-way.
 """
 import csv
 import glob
@@ -22,9 +22,6 @@ from utilities.sweep.plan import decide
 from utilities.sweep.progress import Progress
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DIGITS = ('--dataset digits --arch resnet18_normalize --not_pretrained --kernels 0 --no_train_metrics --bs 40 '
-          '--samples_per_class 4 --embed_dim 8 --evaluation_metrics e_recall@1')
-
 # A stand-in trainer: same folder rules as the real one (`<save_path>/<dataset>/<savename>`, `--resume`),
 # one "epoch" per --n_epochs lasting `--lr` seconds; it records its CUDA_VISIBLE_DEVICES and its lifetime.
 FAKE_TRAINER = textwrap.dedent('''
@@ -331,60 +328,29 @@ def csv_rows(folder, name):
         return list(csv.reader(handle))[1:]
 
 
-def test_sigkill_mid_sweep_then_rerun_ends_every_run_exactly_once(tmp_path):
-    commands = tmp_path / 'digits.sh'
-    commands.write_text(textwrap.dedent('''\
-        D="{digits}"
-        python main_original.py $D --loss margin --batch_mining distance --n_epochs 1 --group M --seed 0
-        python main_original.py $D --loss margin --batch_mining distance --n_epochs 1 --group M --seed 1
-        python main.py $D --loss margin_lsd --batch_mining distance --kd_alpha 20 \\
-            --n_epochs 2 --group L --seed 0
-        python main.py $D --loss margin_lsd --batch_mining distance --kd_alpha 20 --n_epochs 2 --group L --seed 1
-        ''').format(digits=DIGITS))
-    folder = str(tmp_path / 'sw')
-    runs = os.path.join(folder, 'runs', 'digits')
-    began = time.time()
-    launcher = subprocess.Popen([sys.executable, '-m', 'utilities.sweep', str(commands), '--slots', '2',
-                                 '--sweep_dir', folder], cwd=ROOT, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)
-    deadline = time.time() + 400
-    while time.time() < deadline:
-        finished = glob.glob(runs + '/M_s*/training_summary.txt')
-        epoch_done = glob.glob(runs + '/L_s*/resume_state.pth.tar')
-        if len(finished) == 2 and len(epoch_done) == 2:
-            break
-        assert launcher.poll() is None, 'the launcher ended before the kill'
-        time.sleep(0.2)
-    children = [r['attempts'][-1]['pid'] for r in state_of(folder).values() if r['status'] == 'running']
-    launcher.kill()
-    for pid in children:
-        try:
-            os.killpg(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    launcher.wait()
-    killed_at = time.time() - began
-    summaries = {path: os.stat(path).st_mtime_ns for path in glob.glob(runs + '/*/training_summary.txt')}
-    assert sorted(os.path.basename(os.path.dirname(p)) for p in summaries) == ['M_s0', 'M_s1']
-    before = state_of(folder)
+def test_sigkill_mid_sweep_then_rerun_ends_every_run_exactly_once(interrupted_sweep, tmp_path):
+    """The shared interrupted sweep (tests/conftest.py): 2 baseline and 2 LSD digits runs of 2 epochs with
+    --slots 2, the launcher and its runs SIGKILLed after the baseline runs ended and the LSD runs completed an
+    epoch, then the sweep rerun."""
+    folder, runs, summaries = interrupted_sweep['folder'], interrupted_sweep['runs'], interrupted_sweep['summaries']
+    assert sorted(os.path.basename(os.path.dirname(p)) for p in summaries) == ['DIG_Triplet_s0', 'DIG_Triplet_s1']
+    before = interrupted_sweep['before']
     assert sorted(r['status'] for r in before.values()) == ['done', 'done', 'running', 'running']
-
-    rerun = sweep(str(commands), '--slots', '2', '--sweep_dir', folder, timeout=400)
-    rerun_seconds = time.time() - began - killed_at
-    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
-    assert sorted(os.listdir(runs)) == ['L_s0', 'L_s1', 'M_s0', 'M_s1'], 'no _1 folder, nothing started twice'
+    assert interrupted_sweep['rerun_returncode'] == 0, interrupted_sweep['rerun_output']
+    names = ['DIG_Triplet_s0', 'DIG_Triplet_s1', 'DIGlsd_Triplet_s0', 'DIGlsd_Triplet_s1']
+    assert sorted(os.listdir(runs)) == names, 'no _1 folder, nothing started twice'
     after = state_of(folder)
     actions = {os.path.basename(r['folder']): [a['action'] for a in r['attempts']] for r in after.values()}
-    assert actions['M_s0'] == actions['M_s1'] == ['start']
-    assert actions['L_s0'] == actions['L_s1'] == ['start', 'resume']
+    assert actions['DIG_Triplet_s0'] == actions['DIG_Triplet_s1'] == ['start']
+    assert actions['DIGlsd_Triplet_s0'] == actions['DIGlsd_Triplet_s1'] == ['start', 'resume']
     assert {path: os.stat(path).st_mtime_ns for path in summaries} == summaries, 'finished runs untouched'
-    for name, epochs in (('M_s0', 1), ('M_s1', 1), ('L_s0', 2), ('L_s1', 2)):
+    for name in names:
         run = os.path.join(runs, name)
         assert os.path.isfile(os.path.join(run, 'training_summary.txt'))
-        assert csv_rows(run, 'Data_Train_epochs.csv') == [[str(e)] for e in range(epochs)]
-        assert len(csv_rows(run, 'Data_Test_discriminative_e_recall.csv')) == epochs
+        assert csv_rows(run, 'Data_Train_epochs.csv') == [['0'], ['1']]
+        assert len(csv_rows(run, 'Data_Test_discriminative_e_recall.csv')) == 2
     print('kill-and-rerun: killed after {:.0f} s, rerun took {:.0f} s, actions {}'.format(
-        killed_at, rerun_seconds, actions))
+        interrupted_sweep['killed_at'], interrupted_sweep['rerun_seconds'], actions))
 
     tables = subprocess.run([sys.executable, 'Result_Evaluations.py', '--source', 'local', '--path', folder,
                              '--out', str(tmp_path / 'tables'), '--no_figures', '--min_length', '0'],
@@ -392,5 +358,5 @@ def test_sigkill_mid_sweep_then_rerun_ends_every_run_exactly_once(tmp_path):
     assert tables.returncode == 0, tables.stdout + tables.stderr
     with open(tmp_path / 'tables' / 'summary.csv', newline='') as handle:
         groups = {row['group']: row for row in csv.DictReader(handle)}
-    assert set(groups) == {'M', 'L'}
-    assert groups['M']['seeds'] == groups['L']['seeds'] == '0 1'
+    assert set(groups) == {'DIG_Triplet', 'DIGlsd_Triplet'}
+    assert groups['DIG_Triplet']['seeds'] == groups['DIGlsd_Triplet']['seeds'] == '0 1'
