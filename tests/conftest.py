@@ -119,13 +119,16 @@ def interrupted_sweep(tmp_path_factory):
         launcher = subprocess.Popen([sys.executable, '-m', 'utilities.sweep', str(commands), '--slots', '2',
                                      '--sweep_dir', folder], cwd=ROOT, stdout=subprocess.DEVNULL,
                                     stderr=subprocess.DEVNULL)
-        deadline = time.time() + 600
-        while time.time() < deadline:
+        deadline = time.time() + 1200
+        while True:
             finished = glob.glob(runs + '/DIG_Triplet_s*/training_summary.txt')
             epoch_done = glob.glob(runs + '/DIGlsd_Triplet_s*/resume_state.pth.tar')
             if len(finished) == 2 and len(epoch_done) == 2:
                 break
             assert launcher.poll() is None, 'the launcher ended before the kill'
+            if time.time() > deadline:
+                launcher.kill()
+                raise AssertionError('the sweep did not reach the point of the kill in 20 minutes')
             time.sleep(0.2)
         children = [r['attempts'][-1]['pid'] for r in sweep_state(folder).values() if r['status'] == 'running']
         launcher.kill()
