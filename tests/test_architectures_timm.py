@@ -246,3 +246,19 @@ def test_clip_grad_caps_the_norm_of_the_step(clip):
                            clip_grad=clip)
     step = torch.cat([(b - p.detach()).flatten() for b, p in zip(before, model.parameters())]).norm().item()
     assert step == pytest.approx(0.5, rel=1e-5) if clip else step > 100
+
+
+def test_data_parallel_conversion_keeps_the_activation_of_timms_batchnorm_act_layers():
+    """On GPUs a BatchNormAct2d becomes timm's SyncBatchNormAct with the same activation and weights; over gloo
+    on the CPU there is no such layer: a one-line error rather than a silently dropped activation."""
+    import types
+    from timm.layers import BatchNormAct2d
+    from timm.layers.norm_act import SyncBatchNormAct
+    from training import distributed
+    norm = BatchNormAct2d(4, act_layer=nn.GELU)
+    model = distributed.convert_batchnorm(nn.Sequential(norm), types.SimpleNamespace(
+        enabled=True, device=torch.device('cuda')))
+    assert type(model[0]) is SyncBatchNormAct and model[0].act is norm.act and model[0].weight is norm.weight
+    with pytest.raises(distributed.DistributedError, match='_frozen'):
+        distributed.convert_batchnorm(nn.Sequential(BatchNormAct2d(4)), types.SimpleNamespace(
+            enabled=True, device=torch.device('cpu')))
