@@ -129,11 +129,54 @@ def create_trunk(arch, not_pretrained=False, pretrained_weights='', input_size=0
         kwargs['pretrained_cfg_overlay'] = {'file': pretrained_weights, 'hf_hub_id': None, 'url': None}
     pretrained = bool(pretrained_weights) or not not_pretrained
     try:
-        with fetching_timm_weights(arch):
-            return timm.create_model(name, pretrained=pretrained, num_classes=0, **kwargs)
+        with fetching_timm_weights(arch), missing_keys_report() as missing:
+            model = timm.create_model(name, pretrained=pretrained, num_classes=0, **kwargs)
     except TypeError as error:
         raise UnknownArchitectureError('--input_size {}: --arch {} cannot be built at that size ({})'
                                        .format(input_size, arch, error)) from None
+    except (RuntimeError, KeyError, ValueError) as error:
+        if not pretrained_weights:
+            raise
+        raise PretrainedWeightsUnavailable('--pretrained_weights {}: does not fit --arch {} ({}: {})'.format(
+            pretrained_weights, arch, type(error).__name__, ' '.join(str(error).split())[:300])) from None
+    if pretrained_weights and missing:
+        raise PretrainedWeightsUnavailable('--pretrained_weights {}: does not fit --arch {} ({} of its weights are '
+                                           'not in the file, e.g. {})'.format(pretrained_weights, arch, len(missing),
+                                                                              ', '.join(missing[:3])))
+    return model
+
+
+@contextlib.contextmanager
+def missing_keys_report():
+    """The weight keys timm's loader reports missing (it loads non-strictly once the classifier is dropped,
+    and only logs them): yields a list filled while the model is built, so a file that does not fit is an
+    error rather than a silently random backbone."""
+    import logging
+    missing = []
+
+    class Report(logging.Handler):
+        def emit(self, record):
+            message = record.getMessage()
+            if message.startswith('Missing keys (') and ')' in message:
+                missing.extend(key.strip() for key in message[len('Missing keys ('):message.index(')')].split(','))
+            elif message.startswith('Unexpected keys (') and ')' in message:
+                keys = message[len('Unexpected keys ('):message.index(')')].split(',')
+                print('Notice: {} weights of the file are not used by the model (e.g. {}).'.format(
+                    len(keys), ','.join(keys[:2]).strip()), file=sys.stderr)
+            elif record.levelno >= logging.WARNING:
+                print('Notice: timm: {}'.format(message), file=sys.stderr)
+
+    logger = logging.getLogger('timm.models._builder')
+    handler, level, propagate = Report(logging.INFO), logger.level, logger.propagate
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False  # timm's warnings (e.g. unexpected keys) are printed by the handler instead
+    try:
+        yield missing
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+        logger.propagate = propagate
 
 
 class Network(nn.Module):
@@ -147,12 +190,16 @@ class Network(nn.Module):
         self.model = create_trunk(opt.arch, opt.not_pretrained, opt.pretrained_weights, opt.input_size)
         self.num_features = self.model.num_features
         if '_frozen' in tokens and freeze_all_batchnorm(self.model) == 0:
-            print('notice: --arch {}: the model has no BatchNorm; _frozen changes nothing.'.format(opt.arch),
+            print('Notice: --arch {}: the model has no BatchNorm; _frozen changes nothing.'.format(opt.arch),
                   file=sys.stderr)
         if opt.freeze_patch_embed:
             freeze_patch_embedding(self.model, opt.arch)
         if opt.grad_checkpointing:
-            self.model.set_grad_checkpointing(True)
+            try:
+                self.model.set_grad_checkpointing(True)
+            except (AssertionError, NotImplementedError, AttributeError):
+                raise UnknownArchitectureError('--grad_checkpointing: timm offers none for --arch {}.'
+                                               .format(opt.arch)) from None
         if opt.no_head:
             if opt.embed_dim != self.num_features:
                 raise UnknownArchitectureError('--no_head: the embedding is the {} pooled features of --arch {}; '

@@ -61,6 +61,21 @@ def test_both_pipelines_normalise_resize_and_crop_as_the_clip_config_says():
     assert tuple(normaliser.mean) == CLIP_MEAN and tuple(normaliser.std) == CLIP_STD
 
 
+def test_fast_and_reference_evaluation_crops_agree_to_one_intensity_level(tmp_path):
+    """Bicubic resize + centre crop with CLIP's statistics: the uint8 pipeline normalised on the device and the
+    PIL pipeline give the same tensor up to one intensity level (1/255 over CLIP's smallest std)."""
+    import numpy as np
+    from PIL import Image
+    path = str(tmp_path / 'image.jpg')
+    Image.fromarray((np.random.RandomState(0).rand(120, 90, 3) * 255).astype(np.uint8)).save(path)
+    opt = options('--arch', 'timm/vit_base_patch16_clip_224.openai_normalize', '--input_size', '64')
+    fast = datasets.device_normaliser(opt)(fast_transforms.fast_benchmark_pipeline(opt, True)(path, (0, 0, 0))[None])
+    with Image.open(path) as image:
+        reference = image_transforms.benchmark_pipeline(opt, True)[2](image.convert('RGB'))[None]
+    assert fast.shape == reference.shape == (1, 3, 64, 64)
+    assert (fast - reference).abs().max().item() <= 1 / 255 / min(CLIP_STD) + 1e-5
+
+
 def test_input_size_overrides_the_config_and_sizes_the_digits():
     opt = options('--arch', 'timm/vit_small_patch16_224.dino_normalize', '--input_size', '32')
     assert timm_backbone.preprocessing(opt.arch, opt.input_size).input_size == 32
@@ -262,3 +277,13 @@ def test_data_parallel_conversion_keeps_the_activation_of_timms_batchnorm_act_la
     with pytest.raises(distributed.DistributedError, match='_frozen'):
         distributed.convert_batchnorm(nn.Sequential(BatchNormAct2d(4)), types.SimpleNamespace(
             enabled=True, device=torch.device('cpu')))
+
+
+def test_a_weights_file_of_another_model_is_a_one_line_error(tmp_path):
+    from safetensors.torch import save_file
+    path = str(tmp_path / 'convnext.safetensors')
+    save_file(timm.create_model('test_convnext', pretrained=False).state_dict(), path)
+    opt = options('--arch', 'timm/test_vit', '--input_size', '32', '--pretrained_weights', path)
+    with pytest.raises(architectures.PretrainedWeightsUnavailable) as caught:
+        architectures.select(opt.arch, opt)
+    assert '--pretrained_weights' in str(caught.value) and '\n' not in str(caught.value)
