@@ -8,7 +8,6 @@ import os
 import pytest
 import torch
 from torch import nn
-from torchvision import transforms
 from torchvision.transforms import InterpolationMode
 
 import architectures
