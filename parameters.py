@@ -36,12 +36,14 @@ def basic_training_parameters(parser):
     parser.add_argument('--seed', default=1, type=int,
                         help='Seed of python, numpy and torch; also the label-noise seed.')
     parser.add_argument('--scheduler', default='step', type=str,
-                        help="'none' disables the LR schedule; anything else is MultiStepLR.")
+                        help="'none' disables the LR schedule; 'cosine' is cosine decay per epoch after "
+                             "--warmup_epochs; anything else is MultiStepLR.")
     parser.add_argument('--gamma', default=0.3, type=float, help='MultiStepLR decay factor.')
     parser.add_argument('--tau', default=[1000], nargs='+', type=int, help='MultiStepLR milestones (epochs).')
 
     # Loss / optimisation
-    parser.add_argument('--optim', default='adam', type=str, help='Optimizer: adam or sgd.')
+    parser.add_argument('--optim', default='adam', type=str,
+                        help='Optimizer: adam, sgd, or adamw (decoupled weight decay at rate --decay).')
     parser.add_argument('--loss', default='margin', type=str,
                         help='Training criterion, see criteria/ (LSD variants end in _lsd).')
     parser.add_argument('--batch_mining', default='distance', type=str,
@@ -52,7 +54,8 @@ def basic_training_parameters(parser):
     parser.add_argument('--not_pretrained', action='store_true', help='Do not load ImageNet weights.')
     parser.add_argument('--arch', default='resnet50_frozen_normalize', type=str,
                         help='Backbone (resnet50, googlenet, bninception, resnet18) plus tokens '
-                             '_frozen, _normalize, _he, double.')
+                             '_frozen, _normalize, _he, double; or timm/<any timm model name>[.<tag>] '
+                             'plus _frozen, _normalize.')
 
     # Evaluation
     parser.add_argument('--no_train_metrics', action='store_true',
@@ -220,11 +223,34 @@ def speed_parameters(parser):
     return parser
 
 
+def backbone_recipe_parameters(parser):
+    """Flags for timm backbones (`--arch timm/<model name>`) and the transformer recipe beside the
+    reference's. Registered after every other group; each default leaves a run as it was."""
+    parser.add_argument('--pretrained_weights', default='', type=str,
+                        help='Local state dict (.safetensors or .pth) of the backbone to start from instead of '
+                             'downloading; works for every --arch (for clusters without internet).')
+    parser.add_argument('--input_size', default=0, type=int,
+                        help='timm backbones: square input size in pixels; 0 = the size of the pretrained config.')
+    parser.add_argument('--no_head', action='store_true',
+                        help='timm backbones: the pooled features are the embedding (no Linear head); '
+                             '--embed_dim must equal their number.')
+    parser.add_argument('--warmup_epochs', default=0, type=int,
+                        help='--scheduler cosine: epochs of linear learning-rate warm-up before the cosine decay.')
+    parser.add_argument('--clip_grad', default=0.0, type=float,
+                        help='Clip the L2 norm of the backbone gradient to this value (after unscaling under '
+                             'fp16); 0 = no clipping.')
+    parser.add_argument('--freeze_patch_embed', action='store_true',
+                        help='timm ViTs: do not train the patch embedding (as Hyp-ViT does).')
+    parser.add_argument('--grad_checkpointing', action='store_true',
+                        help="timm backbones: timm's gradient checkpointing (less memory, more compute).")
+    return parser
+
+
 def build_parser():
     parser = argparse.ArgumentParser()
     for add_group in (basic_training_parameters, batch_creation_parameters,
                       batchmining_specific_parameters, loss_specific_parameters, wandb_parameters,
-                      lsd_parameters, noisy_label_parameters, speed_parameters):
+                      lsd_parameters, noisy_label_parameters, speed_parameters, backbone_recipe_parameters):
         parser = add_group(parser)
     return parser
 

@@ -7,7 +7,7 @@ bias), `double` (average + max pooling), `normalize` (L2-normalised embedding).
 import torch
 from torch import nn
 
-from architectures.common import fetching_weights, freeze_batchnorm
+from architectures.common import fetching_weights, freeze_batchnorm, load_pretrained_weights
 
 
 class Network(nn.Module):
@@ -18,9 +18,12 @@ class Network(nn.Module):
         import pretrainedmodels  # slow import, only needed for this backbone
         self.pars = opt
         self.name = opt.arch
+        weights_file = getattr(opt, 'pretrained_weights', '')
         with fetching_weights(opt.arch):
-            self.model = pretrainedmodels.bninception(num_classes=1000,
-                                                      pretrained=None if opt.not_pretrained else 'imagenet')
+            self.model = pretrainedmodels.bninception(
+                num_classes=1000, pretrained=None if opt.not_pretrained or weights_file else 'imagenet')
+        if weights_file:
+            load_pretrained_weights(self.model, weights_file, ignored_prefixes=('last_linear.',))
         self.model.last_linear = nn.Linear(self.model.last_linear.in_features, opt.embed_dim)
         if '_he' in opt.arch:
             nn.init.kaiming_normal_(self.model.last_linear.weight, mode='fan_out')

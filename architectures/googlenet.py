@@ -8,7 +8,7 @@ import torch
 import torchvision
 from torch import nn
 
-from architectures.common import fetching_weights
+from architectures.common import fetching_weights, load_pretrained_weights
 
 
 class Network(nn.Module):
@@ -18,9 +18,12 @@ class Network(nn.Module):
         super().__init__()
         self.pars = opt
         self.name = opt.arch
-        if opt.not_pretrained:
+        weights_file = getattr(opt, 'pretrained_weights', '')
+        if opt.not_pretrained or weights_file:
             self.model = torchvision.models.googlenet(weights=None, aux_logits=False, transform_input=True,
                                                       init_weights=True)
+            if weights_file:  # torchvision's file also holds the auxiliary heads, which this network drops
+                load_pretrained_weights(self.model, weights_file, ignored_prefixes=('fc.', 'aux1.', 'aux2.'))
         else:
             with fetching_weights(opt.arch):
                 self.model = torchvision.models.googlenet(weights=torchvision.models.GoogLeNet_Weights.IMAGENET1K_V1)

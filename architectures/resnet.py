@@ -8,7 +8,7 @@ import torch
 import torchvision
 from torch import nn
 
-from architectures.common import fetching_weights, freeze_batchnorm
+from architectures.common import fetching_weights, freeze_batchnorm, load_pretrained_weights
 
 DEPTHS = {'resnet50': (torchvision.models.resnet50, torchvision.models.ResNet50_Weights.IMAGENET1K_V1),
           'resnet18': (torchvision.models.resnet18, torchvision.models.ResNet18_Weights.IMAGENET1K_V1)}
@@ -22,8 +22,11 @@ class Network(nn.Module):
         self.pars = opt
         self.name = opt.arch
         build, weights = DEPTHS[depth]
+        weights_file = getattr(opt, 'pretrained_weights', '')
         with fetching_weights(opt.arch):
-            self.model = build(weights=None if opt.not_pretrained else weights)
+            self.model = build(weights=None if opt.not_pretrained or weights_file else weights)
+        if weights_file:
+            load_pretrained_weights(self.model, weights_file, ignored_prefixes=('fc.',))
         if 'frozen' in opt.arch:
             freeze_batchnorm(self.model)
         self.model.last_linear = nn.Linear(self.model.fc.in_features, opt.embed_dim)

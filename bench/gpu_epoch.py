@@ -2,6 +2,8 @@
 
     python bench/gpu_epoch.py            # CUDA machine: ResNet50, bs 112, 100 classes x 30 JPEGs 500x375
     python bench/gpu_epoch.py --tiny     # any machine, < 1 minute: ResNet18, 8 classes x 4 images of 64x64
+    python bench/gpu_epoch.py --arch timm/vit_small_patch16_224_normalize --modes fast   # ViT-S/16, bf16 (CUDA)
+    python bench/gpu_epoch.py --tiny --arch timm/test_vit_normalize --input_size 64  # a tiny ViT on the CPU
 
 reference: --amp off --channels_last off --data_pipeline reference --eval_cache none (fp32, PIL pipeline)
 fast:      --amp bf16 --channels_last on --data_pipeline fast --eval_cache gpu (cpu without CUDA)
@@ -43,7 +45,9 @@ def build_parser():
     parser.add_argument('--image_size', type=int, nargs=2, default=None, metavar=('WIDTH', 'HEIGHT'),
                         help='Generated image size (500 375, the CUB median; tiny 64 64).')
     parser.add_argument('--arch', default=None, help='--arch of the trainer (resnet50_frozen_normalize; '
-                                                     'tiny resnet18_frozen_normalize).')
+                                                     'tiny resnet18_frozen_normalize; any timm/<model name>).')
+    parser.add_argument('--input_size', type=int, default=None,
+                        help="--input_size of the trainer (timm backbones; default: the model's own).")
     parser.add_argument('--bs', type=int, default=None, help='Batch size (112; tiny 8).')
     parser.add_argument('--kernels', type=int, default=None, help='Data workers (cpu count; tiny 0).')
     parser.add_argument('--epochs', type=int, default=1, help='Epochs per mode (1).')
@@ -168,6 +172,8 @@ def run_mode(mode, args, source, save, cuda):
                     '--arch', args.arch, '--not_pretrained', '--bs', str(args.bs), '--samples_per_class', '2',
                     '--loss', 'margin', '--batch_mining', 'distance', '--n_epochs', str(args.epochs),
                     '--kernels', str(args.kernels), '--seed', '0', '--embed_dim', '128'] + flags
+    if args.input_size:
+        trainer_argv += ['--input_size', str(args.input_size)]
     if cuda:
         trainer_argv.append('--evaluate_on_gpu')
     print('\n=== {} mode: main_original.py {}'.format(mode, ' '.join(trainer_argv)), flush=True)

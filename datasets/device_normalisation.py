@@ -33,7 +33,12 @@ class DeviceNormaliser:
 
 
 def device_normaliser(opt):
-    """`normalise(images)` for opt.arch: ImageNet statistics, or BN-Inception's BGR 0-255 variant."""
+    """`normalise(images)` for opt.arch: ImageNet statistics, or BN-Inception's BGR 0-255 variant, or a timm
+    backbone's pretrained mean/std (CLIP's differ from ImageNet's)."""
+    from datasets.image_transforms import timm_preprocessing
+    timm = timm_preprocessing(opt)
+    if timm is not None:
+        return DeviceNormaliser(timm.mean, timm.std, reverse_channels=False)
     if 'bninception' in opt.arch:
         return DeviceNormaliser(BNINCEPTION_MEAN, BNINCEPTION_STD, reverse_channels=True)
     return DeviceNormaliser(IMAGENET_MEAN, IMAGENET_STD, reverse_channels=False)

@@ -16,7 +16,7 @@ from torchvision.transforms import functional as F1
 from torchvision.transforms.v2 import functional as F2
 
 from datasets.decoding import decode_rgb, load_pil_rgb, pil_to_uint8
-from datasets.image_transforms import DIGITS_SIZE, check_augmentation
+from datasets.image_transforms import DIGITS_SIZE, check_augmentation, digits_size, timm_preprocessing
 from datasets.sample_randomness import sample_generator
 
 CROP_TRIES = 10  # torchvision's RandomResizedCrop tries 10 draws before its central fallback
@@ -55,23 +55,24 @@ class RandomResizedCropFlip:
     """RandomResizedCrop(size) then RandomHorizontalFlip(0.5): crop and antialiased bilinear resize in one
     call on the uint8 tensor (torch's uint8 kernel follows PIL's filter to within one intensity level)."""
 
-    def __init__(self, size, flip=True):
-        self.size, self.flip = size, flip
+    def __init__(self, size, flip=True, interpolation=InterpolationMode.BILINEAR):
+        self.size, self.flip, self.interpolation = size, flip, interpolation
 
     def __call__(self, image, generator):
         top, left, h, w = random_resized_crop_params(image.shape[-2], image.shape[-1], generator)
-        image = F2.resized_crop(image, top, left, h, w, [self.size, self.size], antialias=True)
+        image = F2.resized_crop(image, top, left, h, w, [self.size, self.size], interpolation=self.interpolation,
+                                antialias=True)
         return image.flip(-1) if self.flip and coin(generator) else image
 
 
 class ResizeRandomCropFlip:
     """Resize(256), RandomCrop(size), RandomHorizontalFlip(0.5) (the `red` augmentation)."""
 
-    def __init__(self, size):
-        self.size = size
+    def __init__(self, size, resize=EVAL_RESIZE, interpolation=InterpolationMode.BILINEAR):
+        self.size, self.resize, self.interpolation = size, resize, interpolation
 
     def __call__(self, image, generator):
-        image = F2.resize(image, EVAL_RESIZE, antialias=True)
+        image = F2.resize(image, self.resize, interpolation=self.interpolation, antialias=True)
         height, width = image.shape[-2:]  # the shorter side is 256 >= size: no padding case
         u_top, u_left = torch.rand(2, generator=generator, dtype=torch.float64).tolist()
         top, left = int(u_top * (height - self.size + 1)), int(u_left * (width - self.size + 1))
@@ -106,11 +107,12 @@ class HorizontalFlip:
 class ResizeCenterCrop:
     """Resize(256) (shorter side) then CenterCrop(size), antialiased bilinear on the uint8 tensor."""
 
-    def __init__(self, size):
-        self.size = size
+    def __init__(self, size, resize=EVAL_RESIZE, interpolation=InterpolationMode.BILINEAR):
+        self.size, self.resize, self.interpolation = size, resize, interpolation
 
     def __call__(self, image, generator=None):
-        return F2.center_crop(F2.resize(image, EVAL_RESIZE, antialias=True), [self.size, self.size])
+        image = F2.resize(image, self.resize, interpolation=self.interpolation, antialias=True)
+        return F2.center_crop(image, [self.size, self.size])
 
 
 class FastPipeline:
@@ -131,18 +133,24 @@ class FastPipeline:
 
 
 def fast_benchmark_pipeline(opt, is_validation):
-    """CUB200 / CARS196 / SOP, sizes as `image_transforms.benchmark_pipeline` (`big`: S = 256)."""
+    """CUB200 / CARS196 / SOP, sizes as `image_transforms.benchmark_pipeline` (`big`: S = 256; a timm
+    backbone: its input size, evaluation resize and interpolation)."""
     check_augmentation(opt)
-    crop_size = 227 if 'googlenet' in opt.arch else 224
-    size = 256 if opt.augmentation == 'big' else crop_size
+    timm = timm_preprocessing(opt)
+    if timm is not None:
+        size, resize, interpolation = timm.input_size, timm.resize_size, InterpolationMode(timm.interpolation)
+    else:
+        crop_size = 227 if 'googlenet' in opt.arch else 224
+        size = 256 if opt.augmentation == 'big' else crop_size
+        resize, interpolation = EVAL_RESIZE, InterpolationMode.BILINEAR
     if is_validation:
-        return FastPipeline([ResizeCenterCrop(size)], random=False)
+        return FastPipeline([ResizeCenterCrop(size, resize, interpolation)], random=False)
     if opt.augmentation in ('base', 'big'):
-        return FastPipeline([RandomResizedCropFlip(size)], random=True)
+        return FastPipeline([RandomResizedCropFlip(size, interpolation=interpolation)], random=True)
     if opt.augmentation == 'adv':
-        return FastPipeline([RandomResizedCropFlip(size, flip=False), GrayscaleJitter(),
+        return FastPipeline([RandomResizedCropFlip(size, flip=False, interpolation=interpolation), GrayscaleJitter(),
                              HorizontalFlip()], random=True)
-    return FastPipeline([ResizeRandomCropFlip(size)], random=True)
+    return FastPipeline([ResizeRandomCropFlip(size, resize, interpolation)], random=True)
 
 
 def digits_affine_params(generator, size=DIGITS_SIZE, degrees=10.0, translate=0.1, scale=(0.9, 1.1)):
@@ -158,13 +166,13 @@ class DigitsPipeline:
     """PIL steps of `image_transforms.digits_pipeline` (Resize to 32 px, RandomAffine when training) with
     the affine parameters drawn per sample; the images are tiny, PIL is cheapest here."""
 
-    def __init__(self, random):
-        self.random = random
+    def __init__(self, random, size=DIGITS_SIZE):
+        self.random, self.size = random, size
 
     def __call__(self, path, seed_epoch_index):
-        image = F1.resize(load_pil_rgb(path), [DIGITS_SIZE, DIGITS_SIZE])
+        image = F1.resize(load_pil_rgb(path), [self.size, self.size])
         if self.random:
-            angle, translations, scale, shear = digits_affine_params(sample_generator(*seed_epoch_index))
+            angle, translations, scale, shear = digits_affine_params(sample_generator(*seed_epoch_index), self.size)
             image = F1.affine(image, angle, list(translations), scale, list(shear),
                               interpolation=InterpolationMode.NEAREST, fill=0)
         return pil_to_uint8(image)
@@ -172,4 +180,4 @@ class DigitsPipeline:
 
 def fast_digits_pipeline(opt, is_validation):
     check_augmentation(opt)
-    return DigitsPipeline(random=not is_validation)
+    return DigitsPipeline(random=not is_validation, size=digits_size(opt))

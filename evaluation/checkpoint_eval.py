@@ -115,6 +115,7 @@ def evaluation_options(saved_opt, cli):
     for key, value in vars(saved_opt).items():
         setattr(opt, key, copy.deepcopy(value))
     opt.not_pretrained, opt.pretrained = True, False  # the weights come from the checkpoint
+    opt.pretrained_weights = ''  # (a timm backbone is rebuilt from the saved --arch / --input_size alone)
     opt.source_path = dataset_parent(cli.source_path or opt.source_path, opt.dataset)
     if cli.evaluation_metrics:
         opt.evaluation_metrics = list(cli.evaluation_metrics)

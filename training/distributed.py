@@ -364,8 +364,18 @@ def convert_batchnorm(model, world):
 
 
 def _converted(batchnorm, replacement):
+    norm_act = hasattr(batchnorm, 'act') and hasattr(batchnorm, 'drop')
+    if norm_act:  # timm's BatchNormAct2d: normalisation, dropout and activation in one module
+        if replacement is not torch.nn.SyncBatchNorm:
+            raise DistributedError('{} (a timm BatchNorm + activation layer) cannot be synchronised over gloo on '
+                                   'the CPU: freeze it with the _frozen token, or train on GPUs'
+                                   .format(type(batchnorm).__name__))
+        from timm.layers.norm_act import SyncBatchNormAct
+        replacement = SyncBatchNormAct
     new = replacement(batchnorm.num_features, eps=batchnorm.eps, momentum=batchnorm.momentum,
                       affine=batchnorm.affine, track_running_stats=batchnorm.track_running_stats)
+    if norm_act:
+        new.act, new.drop = batchnorm.act, batchnorm.drop
     for name in ('weight', 'bias'):
         setattr(new, name, getattr(batchnorm, name))
     for name in ('running_mean', 'running_var', 'num_batches_tracked'):

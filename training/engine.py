@@ -27,8 +27,10 @@ def to_device(images, device, normalise):
 
 
 def train_one_epoch(model, objective, optimizer, loader, epoch, *, device, precision, normalise,
-                    teacher=None, sampler=None, world=None, grad_log=None, progress=None):
-    """Train for one epoch; returns ({log key: mean over the epoch's steps}, seconds).
+                    teacher=None, sampler=None, world=None, grad_log=None, progress=None, clip_grad=0.0):
+    """Train for one epoch; returns ({log key: mean over the epoch's steps}, seconds). `clip_grad` > 0 caps
+    the L2 norm of the backbone's (global-batch, unscaled) gradient before the step; the logged gradient
+    statistics are those before clipping.
 
     Loss values and gradient statistics stay on the device until the epoch ends (no per-step host
     stall); they are then logged with the same values as per-step `.item()` calls would give."""
@@ -72,6 +74,8 @@ def train_one_epoch(model, objective, optimizer, loader, epoch, *, device, preci
                     rms, largest = gradient_statistics(model.parameters())
                     step_metrics.add('Grad L2', rms)
                     step_metrics.add('Grad Max', largest)
+                if clip_grad > 0:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), clip_grad)
                 precision.step(optimizer)
             for key, value in parts.items():
                 step_metrics.add(key, value.detach())

@@ -119,7 +119,7 @@ class TrainingRun:
             self.model, self.objective, self.optimizer, self.dataloaders['training'], epoch,
             device=self.context.device, precision=self.precision, normalise=self.normalise,
             teacher=self.teacher, sampler=self.sampler, world=self.context.world,
-            grad_log=self.LOG.progress_saver['Model Grad'])
+            grad_log=self.LOG.progress_saver['Model Grad'], clip_grad=self.opt.clip_grad)
         description = 'Epoch (Train) {0}: Mean Loss [{1:.4f}]'.format(epoch, means.get('loss', float('nan')))
         if 'loss_rank' in means:
             description += ' Mean Rank-Loss [{0:.4f}] Mean KD-Loss [{1:.4f}]'.format(means['loss_rank'],
@@ -295,10 +295,7 @@ def build_objective_and_optimizer(context, model):
     objective, criterion_groups = criteria.build_objective(loss, opt, context.n_classes, miner)
     objective.to(context.device)
     optimizer = setup.build_optimizer(setup.network_parameter_groups(model, opt) + criterion_groups, opt)
-    scheduler = None
-    if opt.scheduler != 'none':
-        scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=opt.tau, gamma=opt.gamma)
-    return objective, optimizer, scheduler
+    return objective, optimizer, setup.build_scheduler(optimizer, opt)
 
 
 def build_metric_computer(context):

@@ -1,4 +1,5 @@
 """Start-up of both trainers: option checks, seeding, the optimizer and its parameter groups."""
+import functools
 import random
 import sys
 import warnings
@@ -67,11 +68,47 @@ def validate_options(opt, lsd_trainer):
             metrics.select(name, opt)
         except NotImplementedError as error:
             raise StartupError('--evaluation_metrics: {}'.format(error)) from None
-    if not any(arch in opt.arch for arch in ARCHITECTURES):
-        raise StartupError('--arch {} names no known backbone ({}).'.format(opt.arch, ', '.join(ARCHITECTURES)))
-    if opt.optim not in ('adam', 'sgd'):
-        raise StartupError('Optimizer {} not available! (--optim adam or sgd)'.format(opt.optim))
+    if opt.arch.startswith('timm/'):
+        validate_timm_arch(opt.arch)
+    elif not any(arch in opt.arch for arch in ARCHITECTURES):
+        raise StartupError('--arch {} names no known backbone ({}, or timm/<model name>).'
+                           .format(opt.arch, ', '.join(ARCHITECTURES)))
+    if opt.optim not in OPTIMIZERS:
+        raise StartupError('Optimizer {} not available! (--optim adam, sgd or adamw)'.format(opt.optim))
+    validate_backbone_recipe(opt)
     validate_loss_and_miner(opt)
+
+
+OPTIMIZERS = ('adam', 'sgd', 'adamw')
+TIMM_ONLY_FLAGS = ('input_size', 'no_head', 'freeze_patch_embed', 'grad_checkpointing')
+
+
+def validate_timm_arch(arch):
+    import architectures
+    try:
+        architectures.backbone_of(arch)
+    except architectures.UnknownArchitectureError as error:
+        raise StartupError(str(error)) from None
+
+
+def validate_backbone_recipe(opt):
+    """The timm/transformer-recipe flags: ranges, a readable --pretrained_weights file, timm-only flags."""
+    import os
+    if opt.input_size < 0 or opt.warmup_epochs < 0 or opt.clip_grad < 0:
+        flag = 'input_size' if opt.input_size < 0 else 'warmup_epochs' if opt.warmup_epochs < 0 else 'clip_grad'
+        raise StartupError('--{} must not be negative.'.format(flag))
+    if opt.warmup_epochs > 0 and opt.scheduler != 'cosine':
+        raise StartupError('--warmup_epochs applies to --scheduler cosine (got --scheduler {}).'.format(opt.scheduler))
+    if '/' in opt.savename:
+        raise StartupError('--savename {}: must not contain "/" (the run folder sits directly under '
+                           '<save_path>/<dataset>/, which --resume relies on).'.format(opt.savename))
+    if opt.pretrained_weights and not os.path.isfile(opt.pretrained_weights):
+        raise StartupError('--pretrained_weights {}: no such file.'.format(opt.pretrained_weights))
+    if not opt.arch.startswith('timm/'):
+        for flag in TIMM_ONLY_FLAGS:
+            if getattr(opt, flag):
+                raise StartupError('--{} applies to timm backbones (--arch timm/<model name>), not to --arch {}.'
+                                   .format(flag, opt.arch))
 
 
 def substituted_savename(opt):
@@ -102,20 +139,47 @@ def seed_everything(seed):
 
 
 def network_parameter_groups(model, opt):
-    """One group, or with --fc_lr >= 0 the embedding layer in its own group (partitioned by identity)."""
+    """One group, or with --fc_lr >= 0 the embedding layer in its own group (partitioned by identity).
+    Parameters that do not train (--freeze_patch_embed) are left out; every reference backbone trains all."""
+    trained = [p for p in model.parameters() if p.requires_grad]
     if opt.fc_lr < 0:
-        return [{'params': list(model.parameters()), 'lr': opt.lr, 'weight_decay': opt.decay}]
-    head_ids = {id(p) for p in model.model.last_linear.parameters()}
-    body = [p for p in model.parameters() if id(p) not in head_ids]
-    head = [p for p in model.parameters() if id(p) in head_ids]
+        return [{'params': trained, 'lr': opt.lr, 'weight_decay': opt.decay}]
+    head = model.model.last_linear
+    head_ids = {id(p) for p in head.parameters()} if head is not None else set()
+    body = [p for p in trained if id(p) not in head_ids]
+    head = [p for p in trained if id(p) in head_ids]
     return [{'params': body, 'lr': opt.lr, 'weight_decay': opt.decay},
             {'params': head, 'lr': opt.fc_lr, 'weight_decay': opt.decay}]
 
 
 def build_optimizer(param_groups, opt):
+    """Adam and SGD couple the weight decay to the gradient (L2), as the reference does; AdamW decouples it
+    (each step shrinks the weights by lr·decay), the transformers' recipe."""
     if opt.optim == 'adam':
         return torch.optim.Adam(param_groups)
+    if opt.optim == 'adamw':
+        return torch.optim.AdamW(param_groups)
     return torch.optim.SGD(param_groups, momentum=0.9)
+
+
+def warmup_cosine_factor(epoch, n_epochs, warmup_epochs):
+    """Learning-rate factor of epoch `epoch` (0-based): linear warm-up (e+1)/(W+1) for the first W epochs,
+    then half a cosine from 1 down to 0 over the remaining epochs (reached after the last one)."""
+    import math
+    if epoch < warmup_epochs:
+        return (epoch + 1) / (warmup_epochs + 1)
+    remaining = max(1, n_epochs - warmup_epochs)
+    return 0.5 * (1.0 + math.cos(math.pi * (epoch - warmup_epochs) / remaining))
+
+
+def build_scheduler(optimizer, opt):
+    """None with --scheduler none; per-epoch warm-up + cosine with 'cosine'; else MultiStepLR(--tau, --gamma)."""
+    if opt.scheduler == 'none':
+        return None
+    if opt.scheduler == 'cosine':
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, functools.partial(
+            warmup_cosine_factor, n_epochs=opt.n_epochs, warmup_epochs=opt.warmup_epochs))
+    return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=opt.tau, gamma=opt.gamma)
 
 
 def global_setup():

@@ -33,12 +33,13 @@ ProgressSaver = Progress_Saver
 
 
 def run_folder_name(results_folder, savename, dataset, arch):
-    """Base run-folder path (before collision suffixes): the savename, or <DATASET>_<ARCH>_<date>."""
+    """Base run-folder path (before collision suffixes): the savename, or <DATASET>_<ARCH>_<date>. A timm
+    name's '/' becomes '-' (`timm/vit...` -> `TIMM-VIT...`): one folder directly under the results folder."""
     if savename:
         return results_folder + '/' + savename
     now = datetime.datetime.now()
     date = '{}-{}-{}-{}-{}-{}'.format(now.year, now.month, now.day, now.hour, now.minute, now.second)
-    return results_folder + '/{}_{}_{}'.format(dataset.upper(), arch.upper(), date)
+    return results_folder + '/{}_{}_{}'.format(dataset.upper(), arch.upper().replace('/', '-'), date)
 
 
 def create_run_folder(results_folder, savename, dataset, arch):
