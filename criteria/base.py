@@ -25,10 +25,20 @@ class TripletLoss(torch.nn.Module):
         self.name = name
         self.batchminer = batchminer
 
-    def forward(self, batch, labels, **kwargs):
-        """Extra keywords are ignored, as the reference's trainers pass some."""
+    # whether `triplet_loss` reads nothing but the mined rows, so the miner may also draw from a memory
+    ACCEPTS_MEMORY = False
+
+    def forward(self, batch, labels, memory=None, **kwargs):
+        """Extra keywords are ignored, as the reference's trainers pass some. With `memory` (detached
+        embeddings and labels of past batches) the miner draws positives and negatives from batch ∪ memory
+        and only the batch's rows are anchors."""
         labels = label_tensor(labels, batch)
+        n_anchors = len(batch)
+        if memory is not None:
+            batch, labels = with_memory(batch, labels, memory)
         triplets = triplet_indices(self.batchminer(batch, labels), batch)
+        if memory is not None:
+            triplets = triplets[triplets[:, 0] < n_anchors]
         if not len(triplets):
             return graph_zero(batch)
         anchor, positive, negative = batch[triplets[:, 0]], batch[triplets[:, 1]], batch[triplets[:, 2]]
@@ -91,6 +101,14 @@ class ClassProxyLoss(torch.nn.Module):
 
     def proxy_loss(self, batch, labels):
         raise NotImplementedError
+
+
+def with_memory(batch, labels, memory):
+    """(batch ∪ memory embeddings, their labels): the batch first, so its rows keep their positions; the
+    memory's entries are detached and carry no gradient."""
+    memory_embeddings, memory_labels = memory
+    return (torch.cat([batch, memory_embeddings.detach().to(batch.dtype)]),
+            torch.cat([labels, label_tensor(memory_labels, memory_embeddings).to(labels.device)]))
 
 
 def uniform_proxies(rows, columns):
