@@ -59,3 +59,20 @@ def kaiming_fan_out_std(n_classes):
     """std of torch's kaiming_normal_(mode='fan_out') on an (n_classes, D) tensor: gain √2 over √fan_out,
     fan_out being the number of rows."""
     return math.sqrt(2.0) / math.sqrt(n_classes)
+
+
+def shaped_proxyanchor(batch, labels, mined, opt, state):
+    """The authors' code shape (Proxy-Anchor's losses.py): exp, masked sums over the batch, log(1 + ·)."""
+    def l2_norm(v):
+        return v / torch.sqrt((v ** 2).sum(dim=1, keepdim=True) + 1e-12)
+    proxies = state['proxies'].to(batch.dtype)
+    n_classes = len(proxies)
+    cos = torch.nn.functional.linear(l2_norm(batch), l2_norm(proxies))
+    p_one_hot = torch.nn.functional.one_hot(torch.as_tensor(labels), n_classes).to(batch.dtype)
+    n_one_hot = 1 - p_one_hot
+    pos_exp = torch.exp(-opt.loss_proxyanchor_alpha * (cos - opt.loss_proxyanchor_delta))
+    neg_exp = torch.exp(opt.loss_proxyanchor_alpha * (cos + opt.loss_proxyanchor_delta))
+    with_pos_proxies = torch.nonzero(p_one_hot.sum(dim=0) != 0).squeeze(dim=1)
+    p_sim_sum = torch.where(p_one_hot == 1, pos_exp, torch.zeros_like(pos_exp)).sum(dim=0)
+    n_sim_sum = torch.where(n_one_hot == 1, neg_exp, torch.zeros_like(neg_exp)).sum(dim=0)
+    return torch.log(1 + p_sim_sum).sum() / len(with_pos_proxies) + torch.log(1 + n_sim_sum).sum() / n_classes
