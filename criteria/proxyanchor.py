@@ -3,6 +3,8 @@ import torch
 
 from criteria.base import ClassProxyLoss, registry_constants
 
+inf = float('inf')
+
 
 class Criterion(ClassProxyLoss):
     """Each proxy p is an anchor over the batch, with s(x, p) the cosine similarity:
@@ -25,13 +27,17 @@ class Criterion(ClassProxyLoss):
         cosine = torch.nn.functional.normalize(batch, dim=-1) @ \
             torch.nn.functional.normalize(self.proxies.to(batch.dtype), dim=-1).T
         positive = torch.nn.functional.one_hot(labels, self.n_classes).bool()
-        pos_exponent = (-self.alpha * (cosine - self.delta)).masked_fill(~positive, float('-inf'))
-        neg_exponent = (self.alpha * (cosine + self.delta)).masked_fill(positive, float('-inf'))
-        zero_row = cosine.new_zeros(1, self.n_classes)
-        pos_per_proxy = torch.logsumexp(torch.cat([zero_row, pos_exponent]), dim=0)  # 0 where no positive
-        neg_per_proxy = torch.logsumexp(torch.cat([zero_row, neg_exponent]), dim=0)
+        pos_per_proxy = log1p_sum_exp_columns((-self.alpha * (cosine - self.delta)).masked_fill(~positive, -inf))
+        neg_per_proxy = log1p_sum_exp_columns((self.alpha * (cosine + self.delta)).masked_fill(positive, -inf))
         with_positives = positive.any(dim=0).sum().clamp(min=1).to(batch.dtype)
         return pos_per_proxy.sum() / with_positives + neg_per_proxy.sum() / self.n_classes
+
+
+def log1p_sum_exp_columns(exponents):
+    """log(1 + Σ_rows exp(v)) per column, −inf entries left out: shifted by max(0, column max), so it
+    neither overflows for a large α nor loses small sums (0 for a column without entries)."""
+    shift = exponents.detach().amax(dim=0).clamp(min=0)
+    return shift + torch.log(torch.exp(-shift) + torch.exp(exponents - shift).sum(dim=0))
 
 
 ALLOWED_MINING_OPS, REQUIRES_BATCHMINER, REQUIRES_OPTIM = registry_constants(Criterion)

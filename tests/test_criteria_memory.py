@@ -120,27 +120,45 @@ SLOW_TRIPLET_FORM = {
 }
 
 
+class Recording:
+    """A miner that records what it returns; everything else is the wrapped miner's."""
+
+    def __init__(self, miner):
+        self.miner, self.outputs = miner, []
+
+    def __getattr__(self, name):
+        return getattr(self.miner, name)
+
+    def __call__(self, *args, **kwargs):
+        self.outputs.append(torch.as_tensor(self.miner(*args, **kwargs)).reshape(-1, 3))
+        return self.outputs[-1]
+
+
 @pytest.mark.parametrize('loss', list(SLOW_TRIPLET_FORM))
-@pytest.mark.parametrize('miner', ['distance', 'random'])
+@pytest.mark.parametrize('miner', ['distance', 'random', 'softhard'])
 def test_triplet_form_losses_mine_batch_anchors_against_batch_and_memory(loss, miner):
     x, labels = random_batch(2, labels=BATCH_LABELS)
     memory, memory_labels = memory_batch(3)
-    opt = make_opt('--embed_dim', '8', n_classes=5)
-    criterion = criteria.select(loss, opt, batchminer=batch_mining.select(miner, opt)).double()
-    joined = torch.cat([x, memory])
-    joined_labels = torch.cat([labels, memory_labels])
+    opt = make_opt('--embed_dim', '8', '--loss', loss, n_classes=5)
+    recording = Recording(batch_mining.select(miner, opt))
+    criterion = criteria.select(loss, opt, batchminer=recording).double()
+    joined_labels = torch.cat([labels, memory_labels]).tolist()
+
     torch.manual_seed(11)
-    mined = batch_mining.select(miner, opt)(joined.detach(), joined_labels)
-    triplets = [tuple(t) for t in torch.as_tensor(mined).tolist() if t[0] < len(x)]
-    assert triplets and all(a != p and a != n for a, p, n in triplets)
+    criterion(x, labels, memory=(memory, memory_labels))
+    triplets = [tuple(t) for t in recording.outputs[-1].tolist() if t[0] < len(x)]
+    assert triplets and all(a < len(x) and a != p and a != n for a, p, n in triplets)
+    assert all(joined_labels[a] == joined_labels[p] != joined_labels[n] for a, p, n in triplets)
     assert any(p >= len(x) or n >= len(x) for _, p, n in triplets)   # the memory takes part
+    if miner == 'distance':   # one triplet per batch row, mined against its distances to batch ∪ memory
+        assert sorted(a for a, _, _ in triplets) == list(range(len(x)))
 
     def fast(b, *parameters):
-        torch.manual_seed(11)
+        torch.manual_seed(11)   # the same draws, hence the triplets above
         return criterion(b, labels, memory=(memory, memory_labels))
 
     def slow(b, *parameters):
-        return SLOW_TRIPLET_FORM[loss](torch.cat([b, memory]), joined_labels, triplets, criterion)
+        return SLOW_TRIPLET_FORM[loss](torch.cat([b, memory]), torch.tensor(joined_labels), triplets, criterion)
     assert_agree(fast, slow, [x] + list(criterion.parameters()))
 
 

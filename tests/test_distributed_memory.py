@@ -1,0 +1,32 @@
+"""With a cross-batch memory, torchrun's first steps equal one process (float64, 2 CPU ranks, one launch):
+every rank's memory holds the gathered global batches, identical to the single process's memory."""
+import os
+
+import pytest
+import torch
+
+import memory_distributed_worker as worker
+from test_distributed import torchrun
+from training import distributed
+
+WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'memory_distributed_worker.py')
+
+
+@pytest.fixture(scope='module')
+def ranks(tmp_path_factory):
+    out_dir = tmp_path_factory.mktemp('distributed_memory')
+    result, _ = torchrun(WORKER, out_dir)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return [torch.load(out_dir / 'rank{}.pt'.format(rank)) for rank in range(2)]
+
+
+@pytest.mark.parametrize('loss', list(worker.CASES))
+def test_steps_with_a_memory_equal_the_single_process_run(ranks, loss):
+    reference = worker.steps(loss, distributed.World())
+    assert reference['filled'] == worker.MEMORY            # 3 enqueued batches of 8 wrapped the 12 slots
+    for rank, results in enumerate(ranks):
+        run = results[loss]
+        assert run['filled'] == reference['filled']
+        assert torch.equal(run['memory_labels'], reference['memory_labels']), rank
+        for key in ('losses', 'weight', 'bias', 'memory'):
+            torch.testing.assert_close(run[key], reference[key], rtol=1e-10, atol=1e-12, msg=key)
