@@ -129,7 +129,8 @@ def at_scale(repeats, device):
             loss.backward()
         best, median = timed_steps(vectorised, repeats, device)
         base_best, base_median = timed_steps(authors_shape, repeats, device)
-        print('{:<34} {:>9.2f} / {:>8.2f} {:>9.2f} / {:>8.2f} {:>7.2f}x   (baseline: the authors\' code shape)'
+        print('{:<34} {:>9.2f} / {:>8.2f} {:>9.2f} / {:>8.2f} {:>7.2f}x   (baseline: the authors\' code shape; '
+              'ratio = speed-up, baseline ms / ms)'
               .format('{} bs {} C {}'.format(key, PROXYANCHOR_BS, SOP_CLASSES), best, median, base_best,
                       base_median, base_best / best), flush=True)
 
@@ -162,9 +163,10 @@ def at_scale(repeats, device):
         best, median = timed_steps(lambda: step(objective), repeats, device)
         memory.enqueue(memory_embeddings, memory_labels)
         base_best, base_median = timed_steps(lambda: step(plain), repeats, device)
-        print('{:<34} {:>9.2f} / {:>8.2f} {:>9.2f} / {:>8.2f} {:>7.2f}x   (baseline: no memory)'.format(
-            '{} {} + XBM {}x{}'.format(key, miner_key or '', XBM_SIZE, SCALE_DIM), best, median, base_best,
-            base_median, base_best / best), flush=True)
+        print('{:<34} {:>9.2f} / {:>8.2f} {:>9.2f} / {:>8.2f} {:>7.2f}x   (baseline: no memory; ratio = the '
+              'memory\'s cost, ms / baseline ms)'.format(
+                  '{} {} + XBM {}x{}'.format(key, miner_key or '', XBM_SIZE, SCALE_DIM), best, median, base_best,
+                  base_median, best / base_best), flush=True)
 
 
 def main():
