@@ -42,6 +42,7 @@ def test_groups_seeds_and_losses():
             assert (opt.embed_dim, opt.bs, opt.loss_proxyanchor_lrmulti, opt.loss_proxyanchor_warmup_epochs,
                     opt.optim, opt.decay, opt.n_epochs) == (512, 180, 100, 1, 'adamw', 1e-4, 60), line
     assert all(sorted(seeds) == [0, 1, 2, 3, 4] for seeds in groups.values())
+    assert {'CUBlsd_ProxyAnchor', 'CARSlsd_ProxyAnchor', 'SOPlsd_ProxyAnchor'} <= set(groups)
     baseline = {g for g in groups if re.match(r'^(CUB|CARS|SOP)(vit)?_', g)}
     twins = {g.replace('lsd_', '_') for g in groups if 'lsd_' in g}
     assert baseline == twins and len(baseline) == (12 if VIT_FLAGS_EXIST else 9)
