@@ -1,21 +1,30 @@
 """With a cross-batch memory, torchrun's first steps equal one process (float64, 2 CPU ranks, one launch):
 every rank's memory holds the gathered global batches, identical to the single process's memory."""
 import os
+import subprocess
+import sys
 
 import pytest
 import torch
 
 import memory_distributed_worker as worker
-from test_distributed import torchrun
 from training import distributed
 
-WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'memory_distributed_worker.py')
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+WORKER = os.path.join(ROOT, 'tests', 'memory_distributed_worker.py')
+
+
+def torchrun(script, *arguments, timeout=240):
+    environment = dict(os.environ, OMP_NUM_THREADS='1', PYTHONUNBUFFERED='1')
+    command = [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', '2',
+               script] + [str(argument) for argument in arguments]
+    return subprocess.run(command, cwd=ROOT, env=environment, capture_output=True, text=True, timeout=timeout)
 
 
 @pytest.fixture(scope='module')
 def ranks(tmp_path_factory):
     out_dir = tmp_path_factory.mktemp('distributed_memory')
-    result, _ = torchrun(WORKER, out_dir)
+    result = torchrun(WORKER, out_dir)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return [torch.load(out_dir / 'rank{}.pt'.format(rank)) for rank in range(2)]
 
