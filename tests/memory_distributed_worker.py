@@ -19,20 +19,22 @@ from training import distributed  # noqa: E402
 
 # a global batch of 8 (4 classes × 2) per step, 4 per rank; a 12-slot memory wraps around in step 3
 GLOBAL_BS, STEPS, IN_DIM, EMBED_DIM, MEMORY = 8, 4, 6, 5, 12
-CASES = {'multisimilarity': None, 'contrastive_lsd': 'distance'}
+# loss → miner; Proxy-Anchor takes no memory and checks that its proxies get the full gradient on every rank
+CASES = {'multisimilarity': None, 'contrastive_lsd': 'distance', 'proxyanchor_lsd': None}
 DTYPE = torch.float64
 
 
 def steps(loss, world):
-    """STEPS Adam steps of a linear embedding with a cross-batch memory; the per-step losses, the final
-    weights and the memory's contents."""
-    opt = parameters.read_arguments(['--loss', loss, '--embed_dim', str(EMBED_DIM), '--xbm_size', str(MEMORY),
-                                     '--xbm_start', '1', '--kd_alpha', '50', '--n_epochs', '4'])
+    """STEPS Adam steps of a linear embedding (and the loss's own parameters) with a cross-batch memory where
+    the loss takes one; the per-step losses, the final weights and the memory's contents."""
+    memory_flags = [] if criteria.base_name(loss) == 'proxyanchor' else ['--xbm_size', str(MEMORY), '--xbm_start', '1']
+    opt = parameters.read_arguments(['--loss', loss, '--embed_dim', str(EMBED_DIM), '--kd_alpha', '50',
+                                     '--n_epochs', '4'] + memory_flags)
     torch.manual_seed(0)
     model = torch.nn.Linear(IN_DIM, EMBED_DIM).to(DTYPE)
     miner = batch_mining.select(CASES[loss], opt) if CASES[loss] else None
-    objective, _ = criteria.build_objective(loss, opt, 4, miner)
-    optimizer = torch.optim.Adam(model.parameters(), lr=0.05)
+    objective, groups = criteria.build_objective(loss, opt, 4, miner)
+    optimizer = torch.optim.Adam([{'params': model.parameters(), 'lr': 0.05}] + groups)
     generator = torch.Generator().manual_seed(1)
     rows = slice(world.rank * GLOBAL_BS // world.world_size, (world.rank + 1) * GLOBAL_BS // world.world_size)
     losses = []
@@ -53,10 +55,14 @@ def steps(loss, world):
         distributed.all_reduce_gradients(model.parameters(), world)
         optimizer.step()
         losses.append(loss_value.detach())
-    memory_embeddings, memory_labels = objective.memory.contents()
-    return {'losses': torch.stack(losses), 'weight': model.weight.detach().clone(),
-            'bias': model.bias.detach().clone(), 'memory': memory_embeddings.clone(),
-            'memory_labels': memory_labels.clone(), 'filled': len(objective.memory)}
+    results = {'losses': torch.stack(losses), 'weight': model.weight.detach().clone(),
+               'bias': model.bias.detach().clone(),
+               'criterion': [p.detach().clone() for p in objective.parameters()]}
+    if objective.memory is not None:
+        memory_embeddings, memory_labels = objective.memory.contents()
+        results.update(memory=memory_embeddings.clone(), memory_labels=memory_labels.clone(),
+                       filled=len(objective.memory))
+    return results
 
 
 if __name__ == '__main__':

@@ -1,5 +1,6 @@
 """With a cross-batch memory, torchrun's first steps equal one process (float64, 2 CPU ranks, one launch):
-every rank's memory holds the gathered global batches, identical to the single process's memory."""
+every rank's memory holds the gathered global batches, identical to the single process's memory. The same
+launch checks Proxy-Anchor's proxies, which every rank updates with the full gradient."""
 import os
 import subprocess
 import sys
@@ -32,10 +33,14 @@ def ranks(tmp_path_factory):
 @pytest.mark.parametrize('loss', list(worker.CASES))
 def test_steps_with_a_memory_equal_the_single_process_run(ranks, loss):
     reference = worker.steps(loss, distributed.World())
-    assert reference['filled'] == worker.MEMORY            # 3 enqueued batches of 8 wrapped the 12 slots
     for rank, results in enumerate(ranks):
         run = results[loss]
-        assert run['filled'] == reference['filled']
-        assert torch.equal(run['memory_labels'], reference['memory_labels']), rank
-        for key in ('losses', 'weight', 'bias', 'memory'):
+        for key in ('losses', 'weight', 'bias'):
             torch.testing.assert_close(run[key], reference[key], rtol=1e-10, atol=1e-12, msg=key)
+        for got, expected in zip(run['criterion'], reference['criterion']):   # proxies: full gradient everywhere
+            torch.testing.assert_close(got, expected, rtol=1e-10, atol=1e-12)
+        if 'memory' in reference:
+            assert reference['filled'] == worker.MEMORY     # 3 enqueued batches of 8 wrapped the 12 slots
+            assert run['filled'] == reference['filled']
+            assert torch.equal(run['memory_labels'], reference['memory_labels']), rank
+            torch.testing.assert_close(run['memory'], reference['memory'], rtol=1e-10, atol=1e-12)
