@@ -246,11 +246,31 @@ def backbone_recipe_parameters(parser):
     return parser
 
 
+def proxyanchor_and_memory_parameters(parser):
+    """Proxy-Anchor (Kim et al., CVPR 2020) and the cross-batch memory (XBM, Wang et al., CVPR 2020).
+    Registered after the framework's other groups, so earlier flags keep their order."""
+    parser.add_argument('--loss_proxyanchor_alpha', default=32, type=float, help='Proxy-Anchor scale alpha.')
+    parser.add_argument('--loss_proxyanchor_delta', default=0.1, type=float, help='Proxy-Anchor margin delta.')
+    parser.add_argument('--loss_proxyanchor_lrmulti', default=100, type=float,
+                        help='Proxy-Anchor proxy lr = lr x this (the authors use 100).')
+    parser.add_argument('--loss_proxyanchor_warmup_epochs', default=1, type=int,
+                        help='Proxy-Anchor warm-up: for this many first epochs only the embedding layer '
+                             '(last_linear) and the proxies train, as in the authors\' code; 0 = off.')
+    parser.add_argument('--xbm_size', default=0, type=int,
+                        help='Cross-batch memory: number of past (global-batch) embeddings the pair losses '
+                             'also compare the batch against; 0 = no memory.')
+    parser.add_argument('--xbm_start', default=0, type=int,
+                        help='Cross-batch memory: the training iteration (counted over the whole run) from '
+                             'which the memory is filled and used.')
+    return parser
+
+
 def build_parser():
     parser = argparse.ArgumentParser()
     for add_group in (basic_training_parameters, batch_creation_parameters,
                       batchmining_specific_parameters, loss_specific_parameters, wandb_parameters,
-                      lsd_parameters, noisy_label_parameters, speed_parameters, backbone_recipe_parameters):
+                      lsd_parameters, noisy_label_parameters, speed_parameters, backbone_recipe_parameters,
+                      proxyanchor_and_memory_parameters):
         parser = add_group(parser)
     return parser
 

@@ -10,6 +10,12 @@ For the miner-free losses and the deterministic lifted miner it also prints the 
 loss values between the two implementations (a sanity check; tests/test_criteria_*.py are the real ones).
 
     python3 bench/loss_step.py [--repeats 9] [--losses triplet margin ...] [--threads 1]
+
+`--at_scale` times instead the two large settings of the field's strongest baselines: Proxy-Anchor at SOP's
+11 318 classes (bs 180, 512-d, against the authors' code shape) and pair losses with a full cross-batch
+memory of 8 192 × 512 (bs 112, against the same loss without memory), each with and without LSD:
+
+    python3 bench/loss_step.py --at_scale [--repeats 5] [--device cpu|cuda]
 """
 import argparse
 import os
@@ -68,6 +74,101 @@ def timed(function):
     return (time.perf_counter() - start) * 1000, value
 
 
+SOP_CLASSES, PROXYANCHOR_BS, XBM_SIZE, SCALE_DIM = 11318, 180, 8192, 512
+
+
+def timed_steps(function, repeats, device):
+    """(best ms, median ms) of `repeats` calls after one warm-up call; synchronised on CUDA."""
+    function()
+    times = []
+    for _ in range(repeats):
+        if device.type == 'cuda':
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        function()
+        if device.type == 'cuda':
+            torch.cuda.synchronize()
+        times.append((time.perf_counter() - start) * 1000)
+    return min(times), statistics.median(times)
+
+
+def unit_rows(n, generator, device):
+    return torch.nn.functional.normalize(torch.randn(n, SCALE_DIM, generator=generator), dim=1).to(device)
+
+
+def at_scale(repeats, device):
+    """Step times (forward + backward) of Proxy-Anchor at 11 318 classes and of XBM with a full memory."""
+    from criteria_reference_modern import shaped_proxyanchor
+    generator = torch.Generator().manual_seed(0)
+    print('at scale: {}-d float32 on {}, torch {} with {} threads; ms best / median of {} steps'.format(
+        SCALE_DIM, device, torch.__version__, torch.get_num_threads(), repeats))
+    header = '{:<34} {:>20} {:>20} {:>8}'.format('setting', 'ms', 'baseline ms', 'ratio')
+    print(header)
+    print('-' * len(header))
+
+    labels = torch.randint(SOP_CLASSES, (PROXYANCHOR_BS // 2,), generator=generator).repeat_interleave(2)
+    embeddings, teacher = unit_rows(PROXYANCHOR_BS, generator, device), unit_rows(PROXYANCHOR_BS, generator, device)
+    labels = labels.to(device)
+    for key in ('proxyanchor', 'proxyanchor_lsd'):
+        opt = parameters.read_arguments(['--loss', key, '--embed_dim', str(SCALE_DIM), '--kd_alpha', '50'])
+        objective, _ = criteria.build_objective(key, opt, SOP_CLASSES)
+        objective.to(device)
+        weight = objective.distillation_weight(EPOCH)
+
+        def vectorised():
+            batch = embeddings.clone().requires_grad_()
+            loss, _ = objective(batch, labels, teacher_embeddings=teacher if objective.is_lsd else None,
+                                epoch=EPOCH)
+            loss.backward()
+
+        def authors_shape():
+            batch = embeddings.clone().requires_grad_()
+            loss = shaped_proxyanchor(batch, labels, None, opt, {'proxies': objective.ranking.proxies})
+            if objective.is_lsd:
+                loss = loss + weight * objective.distillation(batch, teacher, labels)
+            loss.backward()
+        best, median = timed_steps(vectorised, repeats, device)
+        base_best, base_median = timed_steps(authors_shape, repeats, device)
+        print('{:<34} {:>9.2f} / {:>8.2f} {:>9.2f} / {:>8.2f} {:>7.2f}x   (baseline: the authors\' code shape; '
+              'ratio = speed-up, baseline ms / ms)'
+              .format('{} bs {} C {}'.format(key, PROXYANCHOR_BS, SOP_CLASSES), best, median, base_best,
+                      base_median, base_best / best), flush=True)
+
+    bs = 112
+    labels = torch.arange(bs // 2).repeat_interleave(2).to(device)
+    embeddings, teacher = unit_rows(bs, generator, device), unit_rows(bs, generator, device)
+    memory_embeddings = unit_rows(XBM_SIZE, generator, device)
+    memory_labels = torch.randint(SOP_CLASSES, (XBM_SIZE,), generator=generator).to(device)
+    for key, miner_key in (('multisimilarity', None), ('multisimilarity_lsd', None),
+                           ('contrastive', 'distance'), ('contrastive_lsd', 'distance'),
+                           ('triplet', 'distance'), ('margin', 'distance')):
+        opt = parameters.read_arguments(['--loss', key, '--embed_dim', str(SCALE_DIM), '--kd_alpha', '50',
+                                         '--xbm_size', str(XBM_SIZE)])
+        miner = batch_mining.select(miner_key, opt) if miner_key else None
+        objective, _ = criteria.build_objective(key, opt, SOP_CLASSES, miner)
+        objective.to(device)
+        plain_opt = parameters.read_arguments(['--loss', key, '--embed_dim', str(SCALE_DIM), '--kd_alpha', '50'])
+        plain, _ = criteria.build_objective(key, plain_opt, SOP_CLASSES, miner)
+        plain.to(device)
+        memory = objective.memory
+        memory.enqueue(memory_embeddings, memory_labels)   # full: every step pairs with 8 192 entries
+
+        def step(which):
+            batch = embeddings.clone().requires_grad_()
+            if which is objective:   # keep the memory full and unchanged between steps
+                memory.next_slot, memory.iteration = 0, memory.start
+            loss, _ = which(batch, labels, teacher_embeddings=teacher if which.is_lsd else None, epoch=EPOCH)
+            if loss.requires_grad:
+                loss.backward()
+        best, median = timed_steps(lambda: step(objective), repeats, device)
+        memory.enqueue(memory_embeddings, memory_labels)
+        base_best, base_median = timed_steps(lambda: step(plain), repeats, device)
+        print('{:<34} {:>9.2f} / {:>8.2f} {:>9.2f} / {:>8.2f} {:>7.2f}x   (baseline: no memory; ratio = the '
+              'memory\'s cost, ms / baseline ms)'.format(
+                  '{} {} + XBM {}x{}'.format(key, miner_key or '', XBM_SIZE, SCALE_DIM), best, median, base_best,
+                  base_median, best / base_best), flush=True)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--repeats', type=int, default=9)
@@ -75,11 +176,16 @@ def main():
     parser.add_argument('--threads', type=int, default=1,
                         help='torch intra-op threads; 1 by default because a shared, oversubscribed CPU makes '
                              'multi-threaded timings erratic (0: leave torch\'s default)')
+    parser.add_argument('--at_scale', action='store_true',
+                        help='time Proxy-Anchor at 11 318 classes and XBM with an 8192 x 512 memory instead')
+    parser.add_argument('--device', default='cpu', help='device of the --at_scale timings')
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     np.random.seed(0)
+    if args.at_scale:
+        return at_scale(args.repeats, torch.device(args.device))
 
     labels = torch.arange(56).repeat_interleave(2)
     embeddings = torch.nn.functional.normalize(torch.randn(112, 128), dim=1)

@@ -1,17 +1,19 @@
-"""Training criteria: the fifteen ranking losses and their `<loss>_lsd` compositions with listwise
+"""Training criteria: the sixteen ranking losses and their `<loss>_lsd` compositions with listwise
 self-distillation.
 
 * `build_objective(loss, opt, n_classes, batchminer)` → `(objective, param_groups)`: what the trainers use,
   for base and LSD keys alike (`criteria/objective.py`).
 * `select(name, opt, to_optim=None, batchminer=None, n_classes=None)`: the reference's entry point; a base
   key gives the ranking module itself, an `_lsd` key its Objective.
-* `base_name`, `is_lsd`, `requires_miner`, `check_miner`: what start-up checks need, without building.
+* `base_name`, `is_lsd`, `requires_miner`, `check_miner`, `check_memory`: what start-up checks need,
+  without building.
 
 A new loss is one file plus one line in BASE_LOSSES below.
 """
 from criteria import (angular, ap_loss, arcface, contrastive, histogram, lifted, margin, multisimilarity, npair,
-                      proxynca, quadruplet, snr, softmax, softtriplet, triplet)
+                      proxyanchor, proxynca, quadruplet, snr, softmax, softtriplet, triplet)
 from criteria.common import LSD_SUFFIX, CriterionError
+from criteria.cross_batch_memory import CrossBatchMemory, accepts_memory
 from criteria.listwise_distillation import DistillationSchedule, ListwiseDistillation, listwise_kd
 from criteria.objective import Objective
 
@@ -31,6 +33,7 @@ BASE_LOSSES = {
     'arcface': arcface,
     'quadruplet': quadruplet,
     'ap_loss': ap_loss,
+    'proxyanchor': proxyanchor,
 }
 BASE_LOSS_NAMES = list(BASE_LOSSES)
 LSD_LOSS_NAMES = [name + LSD_SUFFIX for name in BASE_LOSS_NAMES]
@@ -86,6 +89,28 @@ def check_miner(loss, miner_key):
             miner_key, loss, ', '.join(criterion.ALLOWED_MINING_OPS)))
 
 
+def check_memory(loss, memory_size):
+    """Refuse, with one line naming the flag, a cross-batch memory for a loss that cannot pair its batch
+    with one (proxy, set-form and class losses)."""
+    if memory_size and not accepts_memory(loss_class(loss)):
+        raise CriterionError('--xbm_size {}: loss {} cannot use a cross-batch memory (losses that can: {})'
+                             .format(memory_size, loss, ', '.join(memory_loss_names())))
+
+
+def memory_loss_names():
+    """The base keys whose loss accepts a cross-batch memory."""
+    return [name for name in BASE_LOSS_NAMES if accepts_memory(BASE_LOSSES[name].Criterion)]
+
+
+def build_memory(loss, opt):
+    """The cross-batch memory of --xbm_size/--xbm_start, or None (0, or options without the flag)."""
+    size = getattr(opt, 'xbm_size', 0)
+    if not size:
+        return None
+    check_memory(loss, size)
+    return CrossBatchMemory(size, getattr(opt, 'xbm_start', 0))
+
+
 def parameter_groups(ranking):
     """The optimizer groups of a ranking loss's own parameters: its `optim_dict_list` when it has one, else
     one group of all its parameters at its `lr`; none for a loss without learnable parameters. The groups
@@ -120,13 +145,15 @@ def build_ranking(loss, opt, batchminer=None, n_classes=None):
 
 def build_objective(loss, opt, n_classes, batchminer=None):
     """(Objective, its parameter groups) for any key: the ranking loss alone, or for `_lsd` keys composed with
-    the listwise distillation term (--kd_tau, --kd_beta) and its weight schedule (--kd_alpha, --n_epochs)."""
+    the listwise distillation term (--kd_tau, --kd_beta) and its weight schedule (--kd_alpha, --n_epochs);
+    with --xbm_size the ranking loss also pairs the batch with a cross-batch memory."""
     ranking = build_ranking(loss, opt, batchminer, n_classes)
+    memory = build_memory(loss, opt)
     if is_lsd(loss):
         objective = Objective(loss, ranking, ListwiseDistillation.from_options(opt),
-                              DistillationSchedule.from_options(opt))
+                              DistillationSchedule.from_options(opt), memory=memory)
     else:
-        objective = Objective(loss, ranking)
+        objective = Objective(loss, ranking, memory=memory)
     return objective, parameter_groups(ranking)
 
 
@@ -145,4 +172,5 @@ def select(loss, opt, to_optim=None, batchminer=None, n_classes=None):
 
 __all__ = ['BASE_LOSS_NAMES', 'LSD_LOSS_NAMES', 'LOSS_NAMES', 'CriterionError', 'DistillationSchedule',
            'ListwiseDistillation', 'MiningMismatchError', 'Objective', 'base_name', 'build_objective',
-           'check_miner', 'is_lsd', 'listwise_kd', 'parameter_groups', 'requires_miner', 'select']
+           'check_memory', 'check_miner', 'CrossBatchMemory', 'is_lsd', 'listwise_kd', 'memory_loss_names',
+           'parameter_groups', 'requires_miner', 'select']

@@ -25,10 +25,20 @@ class TripletLoss(torch.nn.Module):
         self.name = name
         self.batchminer = batchminer
 
-    def forward(self, batch, labels, **kwargs):
-        """Extra keywords are ignored, as the reference's trainers pass some."""
+    # whether `triplet_loss` reads nothing but the mined rows, so the miner may also draw from a memory
+    ACCEPTS_MEMORY = False
+
+    def forward(self, batch, labels, memory=None, **kwargs):
+        """Extra keywords are ignored, as the reference's trainers pass some. With `memory` (detached
+        embeddings and labels of past batches) the miner draws positives and negatives from batch ∪ memory
+        and only the batch's rows are anchors."""
         labels = label_tensor(labels, batch)
-        triplets = triplet_indices(self.batchminer(batch, labels), batch)
+        if memory is None:
+            triplets = triplet_indices(self.batchminer(batch, labels), batch)
+        else:
+            n_anchors = len(batch)
+            batch, labels = with_memory(batch, labels, memory)
+            triplets = self.mine_with_memory(batch, labels, n_anchors)
         if not len(triplets):
             return graph_zero(batch)
         anchor, positive, negative = batch[triplets[:, 0]], batch[triplets[:, 1]], batch[triplets[:, 2]]
@@ -36,6 +46,24 @@ class TripletLoss(torch.nn.Module):
 
     def triplet_loss(self, anchor, positive, negative, triplets, batch, labels):
         raise NotImplementedError
+
+    def mine_with_memory(self, joined, labels, n_anchors):
+        """Triplets whose anchors are the first `n_anchors` rows of batch ∪ memory. The distance miner takes
+        the anchors' distances to every row (B × (B + M), so the cost grows with B·M); any other miner
+        mines all rows and the triplets of memory anchors are dropped (a (B + M)² cost)."""
+        if getattr(self.batchminer, 'key', None) == 'distance':
+            distances = cross_distances_gram(joined[:n_anchors], joined).clamp(min=self.batchminer.lower_cutoff)
+            mined = self.batchminer(joined[:n_anchors], labels[:n_anchors], tar_labels=labels, distances=distances)
+            return triplet_indices(mined, joined)
+        triplets = triplet_indices(self.batchminer(joined, labels), joined)
+        return triplets[triplets[:, 0] < n_anchors]
+
+
+def cross_distances_gram(rows, columns):
+    """sqrt(max(‖r‖² + ‖c‖² − 2 r·c, 0)) without gradient: the miners' Gram-form distance, rows × columns."""
+    rows, columns = rows.detach(), columns.detach()
+    squared = rows.pow(2).sum(dim=1)[:, None] + columns.pow(2).sum(dim=1)[None, :] - 2 * rows @ columns.T
+    return squared.clamp(min=0).sqrt()
 
 
 class SetLoss(torch.nn.Module):
@@ -91,6 +119,14 @@ class ClassProxyLoss(torch.nn.Module):
 
     def proxy_loss(self, batch, labels):
         raise NotImplementedError
+
+
+def with_memory(batch, labels, memory):
+    """(batch ∪ memory embeddings, their labels): the batch first, so its rows keep their positions; the
+    memory's entries are detached and carry no gradient."""
+    memory_embeddings, memory_labels = memory
+    return (torch.cat([batch, memory_embeddings.detach().to(batch.dtype)]),
+            torch.cat([labels, label_tensor(memory_labels, memory_embeddings).to(labels.device)]))
 
 
 def uniform_proxies(rows, columns):

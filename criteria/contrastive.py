@@ -7,6 +7,7 @@ from criteria.common import eps_distance
 
 class Criterion(TripletLoss):
     """L = mean_t relu(d_ε(a, p) − m⁺) + mean_t relu(m⁻ − d_ε(a, n)), unsquared distances."""
+    ACCEPTS_MEMORY = True
 
     def __init__(self, opt, batchminer):
         super().__init__('contrastive', batchminer)

@@ -8,6 +8,7 @@ from criteria.common import check_class_range, margin_distance
 class Criterion(TripletLoss):
     """Hinges relu(D⁺ − β + m) and relu(β − D⁻ + m) with β of the anchor's class, summed and divided by
     the number of triplets with at least one active hinge (the reference's OR count, kept)."""
+    ACCEPTS_MEMORY = True
     REQUIRES_OPTIM = True
     NEEDS_N_CLASSES = True
 

@@ -1,7 +1,7 @@
 """Multi-similarity loss with its own pair mining."""
 import torch
 
-from criteria.base import registry_constants
+from criteria.base import registry_constants, with_memory
 from criteria.common import label_tensor, log1p_sum_exp
 
 
@@ -12,6 +12,7 @@ class Criterion(torch.nn.Module):
     ALLOWED_MINING_OPS = None
     REQUIRES_BATCHMINER = False
     REQUIRES_OPTIM = False
+    ACCEPTS_MEMORY = True
 
     def __init__(self, opt):
         super().__init__()
@@ -22,11 +23,14 @@ class Criterion(torch.nn.Module):
         self.pos_thresh = opt.loss_multisimilarity_thresh
         self.neg_thresh = opt.loss_multisimilarity_thresh
 
-    def forward(self, batch, labels, **kwargs):
+    def forward(self, batch, labels, memory=None, **kwargs):
+        """With `memory` (detached embeddings and labels of past batches) each batch row is compared with
+        batch ∪ memory; without it, with the batch alone."""
         labels = label_tensor(labels, batch)
-        similarity = batch @ batch.T
-        same = labels[:, None] == labels[None, :]
-        eye = torch.eye(len(batch), dtype=torch.bool, device=batch.device)
+        reference, reference_labels = (batch, labels) if memory is None else with_memory(batch, labels, memory)
+        similarity = batch @ reference.T
+        same = labels[:, None] == reference_labels[None, :]
+        eye = torch.eye(len(batch), len(reference), dtype=torch.bool, device=batch.device)
         pos_mask, neg_mask = same & ~eye, ~same
 
         sim = similarity.detach()

@@ -39,7 +39,7 @@ class Objective:
     'loss_kd'}` for LSD. Where w(e) = 0 the total is the ranking tensor itself and KD is still reported,
     computed without gradient; the teacher may then be None (loss_kd is 0)."""
 
-    def __init__(self, name, ranking, distillation=None, schedule=None):
+    def __init__(self, name, ranking, distillation=None, schedule=None, memory=None):
         if (distillation is None) != (schedule is None):
             raise CriterionError('{}: an LSD objective needs both the distillation term and its weight '
                                  'schedule'.format(name))
@@ -48,6 +48,8 @@ class Objective:
         self.distillation = distillation
         self.schedule = schedule
         self.is_lsd = distillation is not None
+        # a cross-batch memory widens the ranking loss only; the distillation term stays on the batch
+        self.memory = memory
 
     @property
     def part_names(self):
@@ -71,7 +73,7 @@ class Objective:
         if not self.is_lsd:
             if teacher is not None:
                 raise CriterionError('{} is not an LSD loss: it takes no teacher embeddings'.format(self.name))
-            ranking = self.ranking(embeddings, labels)
+            ranking = self.ranking_loss(embeddings, labels)
             return ranking, {'loss': ranking}
         if epoch is None:
             raise CriterionError('{} is an LSD loss: it needs the epoch, which sets the distillation '
@@ -81,7 +83,7 @@ class Objective:
             raise CriterionError('{}: teacher_embeddings is None at epoch {}, where the distillation weight '
                                  'is {} (the teacher may be skipped only when it is 0)'.format(
                                      self.name, epoch, weight))
-        ranking = self.ranking(embeddings, labels)
+        ranking = self.ranking_loss(embeddings, labels)
         if teacher is None:
             kd = embeddings.new_zeros(())
             total = ranking
@@ -94,6 +96,12 @@ class Objective:
             kd = self.distillation(embeddings, teacher, labels)
             total = ranking + weight * kd
         return total, {'loss': total, 'loss_rank': ranking, 'loss_kd': kd}
+
+    def ranking_loss(self, embeddings, labels):
+        """The ranking loss of the batch, paired with the cross-batch memory where there is one."""
+        if self.memory is None:
+            return self.ranking(embeddings, labels)
+        return self.memory.loss(self.ranking, embeddings, labels)
 
     # ----- explicit delegation to the ranking module ----------------------------------------------------
 

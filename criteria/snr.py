@@ -8,6 +8,7 @@ class Criterion(TripletLoss):
     """h_t = relu(var(a−p)/var(a) − var(a−n)/var(a) + m), summed over the active triplets and divided by
     their number, + λ·mean_t |Σ_k a_k|. λ is 0 with a miner named `distance` (random_distance included), a
     quirk of the reference kept so its runs reproduce."""
+    ACCEPTS_MEMORY = True
 
     def __init__(self, opt, batchminer):
         super().__init__('snr', batchminer)

@@ -7,6 +7,7 @@ from criteria.common import squared_distance
 
 class Criterion(TripletLoss):
     """L = mean_t relu(d²(a, p) − d²(a, n) + m) over all mined triplets, inactive ones included."""
+    ACCEPTS_MEMORY = True
 
     def __init__(self, opt, batchminer):
         super().__init__('triplet', batchminer)

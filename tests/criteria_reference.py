@@ -469,6 +469,8 @@ def shaped_ap_loss(batch, labels, mined, opt, state):
 SHAPED_LOSSES = {name: globals()['shaped_' + name] for name in
                  ['triplet', 'margin', 'proxynca', 'npair', 'angular', 'contrastive', 'lifted', 'snr',
                   'multisimilarity', 'histogram', 'softmax', 'softtriplet', 'arcface', 'quadruplet', 'ap_loss']}
+from criteria_reference_modern import shaped_proxyanchor  # noqa: E402  (the losses added since, in their module)
+SHAPED_LOSSES['proxyanchor'] = shaped_proxyanchor
 
 
 # ----- the listwise distillation term --------------------------------------------------------------------

@@ -8,18 +8,18 @@ import criteria
 from criteria_fixtures import StubMiner, make_opt, random_batch, ranking_of
 
 BASE = ['triplet', 'margin', 'proxynca', 'npair', 'angular', 'contrastive', 'lifted', 'snr', 'multisimilarity',
-        'histogram', 'softmax', 'softtriplet', 'arcface', 'quadruplet', 'ap_loss']
+        'histogram', 'softmax', 'softtriplet', 'arcface', 'quadruplet', 'ap_loss', 'proxyanchor']
 TRIPLET_FORM = ['random', 'semihard', 'softhard', 'distance', 'rho_distance', 'parametric', 'random_distance',
                 'intra_random']
 ALL_MINERS = ['random', 'semihard', 'softhard', 'distance', 'rho_distance', 'npair', 'parametric', 'lifted',
               'random_distance', 'intra_random']
-NO_MINER = ['proxynca', 'multisimilarity', 'histogram', 'softmax', 'softtriplet', 'arcface']
+NO_MINER = ['proxynca', 'multisimilarity', 'histogram', 'softmax', 'softtriplet', 'arcface', 'proxyanchor']
 
 
-def test_registry_has_the_31_keys():
+def test_registry_has_the_33_keys():
     assert criteria.BASE_LOSS_NAMES == BASE
     assert sorted(criteria.LOSS_NAMES) == sorted(BASE + ['adversarial_separation'] + [b + '_lsd' for b in BASE])
-    assert len(criteria.LOSS_NAMES) == 31
+    assert len(criteria.LOSS_NAMES) == 33
 
 
 @pytest.mark.parametrize('name', ['foo', 'triplet_lsd_cos', 'triplet_lsd_hard', 'adversarial_separation_lsd'])
@@ -79,6 +79,7 @@ GROUPS = {  # loss: (parameter attribute, shape for n_classes 5 / embed_dim 8, l
     'softmax': ('class_map', (5, 8), 1e-5),
     'softtriplet': ('intra_class_centroids', (8, 10), 1e-5 * 1),
     'arcface': ('class_map', (5, 8), 5e-4),
+    'proxyanchor': ('proxies', (5, 8), 1e-5 * 100),
 }
 
 

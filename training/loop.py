@@ -17,7 +17,7 @@ import torch
 
 import parameters
 from training import device as device_selection
-from training import distributed, engine, setup
+from training import distributed, embedding_warmup, engine, setup
 from training.context import RunContext
 from training.errors import TrainingDiverged, TrainingInterrupted
 from training.precision import Precision
@@ -39,6 +39,7 @@ class TrainingRun:
         self.precision = Precision(opt.amp, opt.channels_last, context.device)
         setup.seed_everything(opt.seed)
         self.model, self.teacher = build_networks(context, self.precision)
+        self.warmup = embedding_warmup.for_run(opt, self.model)
         self.teacher_snapshot = None
         self.normalise = data_normaliser(opt)
         self.embedder = build_embedder(context, self.model, self.normalise, self.precision)
@@ -65,6 +66,8 @@ class TrainingRun:
         if self.scheduler is not None and state['scheduler'] is not None:
             self.scheduler.load_state_dict(state['scheduler'])
         self.objective.load_state_dict(state['criterion'])
+        if self.objective.memory is not None:
+            self.objective.memory.load_state_dict(state.get('memory'))
         self.precision.load_state_dict(state.get('grad_scaler'))
         self.teacher_snapshot = state['teacher_snapshot']
         if state['sampler'] is not None:
@@ -115,6 +118,8 @@ class TrainingRun:
     def train_epoch(self, epoch):
         if self.teacher is not None and self.objective.needs_teacher(epoch):
             self.teacher.load_state_dict(self.teacher_snapshot, strict=True)
+        if self.warmup is not None:
+            self.warmup.apply(epoch)
         means, seconds = engine.train_one_epoch(
             self.model, self.objective, self.optimizer, self.dataloaders['training'], epoch,
             device=self.context.device, precision=self.precision, normalise=self.normalise,

@@ -43,6 +43,7 @@ def save_resume_state(run, epoch, elapsed_seconds, wandb_run_id=None):
         'optimizer': run.optimizer.state_dict(),
         'scheduler': run.scheduler.state_dict() if run.scheduler is not None else None,
         'criterion': run.objective.state_dict(),
+        'memory': run.objective.memory.state_dict() if run.objective.memory is not None else None,
         'grad_scaler': run.precision.state_dict(),
         'teacher_snapshot': shared_snapshot(run.teacher_snapshot, model_state),
         'sampler': run.sampler.state_dict() if hasattr(run.sampler, 'state_dict') else None,

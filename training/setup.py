@@ -25,6 +25,12 @@ def validate_loss_and_miner(opt):
     import criteria
     if opt.loss not in criteria.LOSS_NAMES or opt.loss in criteria.UNSUPPORTED:
         criteria.select(opt.loss, opt)  # raises the registry's own one-line message
+    if opt.xbm_size < 0 or opt.xbm_start < 0:
+        raise StartupError('--{} must not be negative.'.format('xbm_size' if opt.xbm_size < 0 else 'xbm_start'))
+    try:
+        criteria.check_memory(opt.loss, opt.xbm_size)
+    except criteria.CriterionError as error:
+        raise StartupError(str(error)) from None
     if criterion_needs_miner(opt.loss):
         batch_mining.select(opt.batch_mining, opt, loss=opt.loss)  # unknown miner: the registry's message
         if opt.batch_mining == 'semihard':
