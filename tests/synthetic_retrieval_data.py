@@ -40,13 +40,19 @@ def write_partition(path, rows):
         handle.write(''.join('{}  {}  {}\n'.format(name, item, status) for name, item, status, *_ in rows))
 
 
-def make_inshop(root, size=32, in_eval_folder=False, **counts):
+def make_inshop(root, size=32, in_eval_folder=False, look_alike_queries=False, **counts):
     """`<root>/inshop/img/<gender>/<category>/id_<item>/<nn>_<n>_front.jpg` and `list_eval_partition.txt`
-    (in `Eval/` with `in_eval_folder`)."""
+    (in `Eval/` with `in_eval_folder`). With `look_alike_queries` every other query image shows the
+    pattern of the previous item, so that retrieval makes mistakes."""
     folder = os.path.join(root, 'inshop')
     rows = inshop_rows(**counts)
-    for name, _, _, c in rows:
-        _save(class_image(c, int(name.split('/')[-1][:2]), size), os.path.join(folder, name))
+    queries_seen = 0
+    for name, _, status, c in rows:
+        pattern = c
+        if status == 'query':
+            queries_seen += 1
+            pattern = c - 1 if look_alike_queries and queries_seen % 2 == 0 else c
+        _save(class_image(pattern, int(name.split('/')[-1][:2]), size), os.path.join(folder, name))
     write_partition(os.path.join(folder, 'Eval' if in_eval_folder else '', 'list_eval_partition.txt'), rows)
     return folder
 

@@ -17,6 +17,7 @@ from metrics_bruteforce import single_faiss_thread  # noqa: F401 (autouse fixtur
 from datasets.query_gallery import QueryGallery
 from metrics.neighbours import query_gallery_hits
 from metrics.search import FaissEngine, TorchEngine
+from query_gallery_bruteforce import brute_force
 
 ENGINES = [FaissEngine(), TorchEngine('cpu')]
 RECALL_KS = (1, 2, 4, 10, 16, 20, 30, 32, 40)
@@ -27,42 +28,6 @@ COSINE = ['c_recall@1', 'c_recall@4', 'c_mAP@R', 'c_r_precision', 'c_mAP_c', 'c_
 
 def options():
     return argparse.Namespace(n_classes=3, rho_spectrum_embed_dim=None, evaluate_on_gpu=False)
-
-
-def ranked_gallery(features, query, gallery, inner_product):
-    """Gallery rows nearest first, ties by ascending gallery position (float64, exact for these inputs)."""
-    x = np.asarray(features, dtype=np.float64)
-    if inner_product:
-        norms = np.linalg.norm(x, axis=1, keepdims=True)
-        x = np.where(norms > 0, x / np.where(norms > 0, norms, 1), 0)
-        key = lambda g: -float(x[query] @ x[g])
-    else:
-        key = lambda g: float(((x[query] - x[g]) ** 2).sum())
-    return [gallery[position] for _, position in sorted((key(g), position) for position, g in enumerate(gallery))]
-
-
-def brute_force(features, labels, queries, gallery, name):
-    """One metric of the query/gallery protocol, by loops over queries and ranks."""
-    inner_product = name.startswith('c_')
-    base = name[2:] if name[:2] in ('c_', 'e_') else name
-    per_query = []
-    for q in queries:
-        ranked = [labels[g] for g in ranked_gallery(features, q, gallery, inner_product)]
-        relevant = ranked.count(labels[q])
-        if base.startswith('recall@'):
-            per_query.append(float(labels[q] in ranked[:int(base.split('@')[1])]))
-            continue
-        if relevant == 0:
-            continue
-        window = {'mAP': len(gallery), 'mAP_1000': 1000, 'mAP_lim': min(1023, len(gallery)),
-                  'mAP_c': relevant, 'mAP@R': relevant, 'r_precision': relevant}[base]
-        hits, precision_sum = 0, 0.0
-        for j, label in enumerate(ranked[:window], start=1):
-            if label == labels[q]:
-                hits += 1
-                precision_sum += hits / j
-        per_query.append(hits / relevant if base == 'r_precision' else precision_sum / relevant)
-    return float(np.mean(per_query)) if per_query else float('nan')
 
 
 def tie_heavy_split(seed, cosine, n=60, dim=3):
