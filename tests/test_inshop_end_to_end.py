@@ -12,6 +12,7 @@ import torch
 
 import architectures
 import synthetic_retrieval_data as generated
+from datasets import inshop
 from evaluation import checkpoint_eval
 from query_gallery_bruteforce import brute_force
 from training import loop
@@ -124,7 +125,7 @@ def test_malformed_partition_stops_before_any_folder(trained, tmp_path, capsys):
     assert stopped.value.code == 2
     lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith('error:')]
     assert lines == ['error: {}, line 4: expected 3 fields "image_name item_id evaluation_status", got 2; '
-                     'expected layout: {}'.format(partition, __import__('datasets').inshop.LAYOUT)]
+                     'expected layout: {}'.format(partition, inshop.LAYOUT)]
     assert not save_path.exists()
 
 

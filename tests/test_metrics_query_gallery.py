@@ -12,7 +12,6 @@ import pytest
 import torch
 
 import metrics
-import metrics_bruteforce as oracle
 from metrics_bruteforce import single_faiss_thread  # noqa: F401 (autouse fixture)
 from datasets.query_gallery import QueryGallery
 from metrics.neighbours import query_gallery_hits
