@@ -2,9 +2,8 @@
 
 The gallery is the evaluated split without the query itself (as recall@k counts it); for a split with
 query/gallery roles (In-Shop's test split) the queries are drawn from its query images and the gallery
-is its gallery images, as its metrics rank them. Neighbours are
-ranked by exact Euclidean distance with ties in ascending index, the order of the recall metric's
-search. Each neighbour is framed green when its class is the query's, red otherwise; the class name
+is its gallery images, as its metrics rank them. Neighbours are ranked by exact Euclidean distance with
+ties in ascending index, the order of the recall metric's search. Each neighbour is framed green when its class is the query's, red otherwise; the class name
 is written under every image.
 """
 import io
