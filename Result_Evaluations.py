@@ -24,7 +24,9 @@ Written to `--out`: `--tex` (the per-dataset tables, then the shared CUB/CARS/SO
 Missing metrics: a key that a run did not log is NaN for that run and a warning names it; a table
 cell whose value is NaN shows `$-\\pm-$`. This project's default recall ks are 1, 5, 10 and it logs
 `mAP_c` instead of `mAP`, so for its runs pick columns with e.g.
-`--columns R@1 R@5 F1 mAP@R NMI Max_Epoch`.
+`--columns R@1 R@5 F1 mAP@R NMI Max_Epoch`. In-Shop runs (groups tagged `InShop` or `--dataset inshop`)
+report `--columns R@1 R@10 R@20 R@30 R@40 MAP@R`, iNaturalist runs (`iNat`) `--columns R@1 R@4 R@16 R@32
+MAP@R`, when those metrics were logged (`MAP@R` is Musgrave et al.'s mAP@R; `mAP@R` above is mAP_c).
 """
 import argparse
 import os

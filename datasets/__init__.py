@@ -1,12 +1,12 @@
 """Dataset registry: `select(name, opt, data_path)` picks a builder by substring, in the order cub200,
-cars196, online_products, then the embedded digits, and returns the dict of splits (training /
+cars196, online_products, inshop, inaturalist, then the embedded digits, and returns the dict of splits (training /
 validation / testing / evaluation / evaluation_train [/ super_evaluation], see `dataset_dict`).
 
 The loop's side of the fast pipeline: `EpochTaggedBatchSampler` (the epoch reaches persistent workers
 with each key), `device_normaliser` (uint8 batches become normalised float32 on the device),
 `CachedLoader` / `cached` (--eval_cache) and `loader_options` (DataLoader kwargs).
 """
-from datasets import cars196, cub200, digits, stanford_online_products
+from datasets import cars196, cub200, digits, inaturalist, inshop, stanford_online_products
 from datasets.device_normalisation import device_normaliser
 from datasets.errors import DatasetError
 from datasets.eval_cache import CachedLoader, cached
@@ -17,10 +17,12 @@ __all__ = ['BUILDERS', 'CachedLoader', 'DatasetError', 'EpochTaggedBatchSampler'
            'loader_options', 'sample_seed', 'select']
 
 BUILDERS = (('cub200', cub200.give), ('cars196', cars196.give),
-            ('online_products', stanford_online_products.give), ('digits', digits.give))
+            ('online_products', stanford_online_products.give), ('inshop', inshop.give),
+            ('inaturalist', inaturalist.give), ('digits', digits.give))
 
 
-LAYOUTS = {'cub200': cub200.LAYOUT, 'cars196': cars196.LAYOUT, 'online_products': stanford_online_products.LAYOUT}
+LAYOUTS = {'cub200': cub200.LAYOUT, 'cars196': cars196.LAYOUT, 'online_products': stanford_online_products.LAYOUT,
+           'inshop': inshop.LAYOUT, 'inaturalist': inaturalist.LAYOUT}
 
 
 def check_data_folder(name, data_path):

@@ -23,6 +23,8 @@ class BaseDataset(Dataset):
     epoch, index). The global index runs over the classes in sorted key order and, within a class, over
     its paths in stored order."""
 
+    query_gallery = None  # a split evaluated query against gallery sets its roles (datasets.query_gallery)
+
     def __init__(self, image_dict, opt, is_validation=False, conversion=None, pipeline=benchmark_pipeline):
         self.is_validation = is_validation
         self.pars = opt

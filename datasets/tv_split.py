@@ -33,3 +33,21 @@ def split_samples(paths, perc, rule):
     taken = set(train_positions)
     return ([paths[i] for i in train_positions],
             [path for i, path in enumerate(paths) if i not in taken])
+
+
+def split_labelled_classes(train_dict, train_names, use_tv_split, by_samples, perc, rule=first_positions):
+    """(train dict, train names, val dict, val names) of a training part whose labels already run 0..C-1:
+    by classes, the last classes validate and both parts are re-keyed from 0; by samples, every class
+    keeps its label and `rule` picks its training images. Without a split the validation part is None."""
+    if not use_tv_split:
+        return train_dict, train_names, None, None
+    if not by_samples:
+        train_keys, val_keys = split_classes(sorted(train_dict), perc)
+        return ({i: train_dict[key] for i, key in enumerate(train_keys)},
+                {i: train_names[key] for i, key in enumerate(train_keys)},
+                {i: train_dict[key] for i, key in enumerate(val_keys)},
+                {i: train_names[key] for i, key in enumerate(val_keys)})
+    train_part, val_part = {}, {}
+    for key in sorted(train_dict):
+        train_part[key], val_part[key] = split_samples(train_dict[key], perc, rule)
+    return train_part, dict(train_names), val_part, dict(train_names)

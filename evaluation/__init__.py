@@ -33,9 +33,11 @@ def evaluate(LOG, metric_computer, loader, embedder, *, evaltypes, storage_metri
 def _metrics_and_logs(LOG, metric_computer, loader, model, labels, features, evaltypes, storage_metrics,
                       recorded_options, epoch, log_key, log_online, n_threads, make_recall_plot, store_checkpoints,
                       aux_store, log_epoch):
-    dataset = getattr(loader.dataset, 'dataset', loader.dataset)
-    computed_metrics, extra_infos = metric_computer.compute_of_embeddings(labels, features, evaltypes, n_threads,
-                                                                          getattr(dataset, 'image_paths', None))
+    dataset = getattr(loader.dataset, 'dataset', loader.dataset)  # the whole split under torchrun's shards
+    roles = getattr(dataset, 'query_gallery', None)  # a split evaluated query against gallery
+    computed_metrics, extra_infos = metric_computer.compute_of_embeddings(
+        labels, features, evaltypes, n_threads, getattr(dataset, 'image_paths', None),
+        **({} if roles is None else {'query_gallery': roles}))
     numeric_metrics, histogram_metrics = split_metrics(computed_metrics)
     print(result_block(numeric_metrics))
     if store_checkpoints:

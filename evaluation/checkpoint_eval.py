@@ -39,7 +39,9 @@ def build_parser():
     parser.add_argument('--kernels', type=int, default=None,
                         help='Data-loading workers and faiss threads (default: the saved --kernels).')
     parser.add_argument('--export_embeddings', default=None, metavar='OUT.npz',
-                        help='Write features, labels, image paths, epoch and options to this .npz file.')
+                        help='Write features, labels, image paths, epoch and options to this .npz file '
+                             '(a query/gallery split, e.g. In-Shop test: query_features, query_labels, '
+                             'query_image_paths and gallery_features, gallery_labels, gallery_image_paths).')
     parser.add_argument('--retrieval_figure', default=None, metavar='OUT.png',
                         help='Draw queries and their nearest gallery images into this PNG file.')
     parser.add_argument('--n_queries', type=int, default=8, help='Queries in the retrieval figure.')
@@ -181,12 +183,13 @@ def embed(opt, model, dataset, device):
     return labels, features
 
 
-def measure(opt, labels, features, metric_names, n_classes, image_paths):
+def measure(opt, labels, features, metric_names, n_classes, image_paths, query_gallery=None):
     """({evaltype: {metric: value}}, {evaltype: extra infos}) with the trainers' metric computer; k-means
-    (nmi, f1) into as many clusters as there are training classes, whatever split is evaluated."""
+    (nmi, f1) into as many clusters as there are training classes, whatever split is evaluated; a split
+    with query/gallery roles ranks its queries against its gallery, as the trainers do."""
     import metrics
     computer = metrics.MetricComputer(metric_names, opt, n_classes=n_classes)
-    return computer.compute_of_embeddings(labels, features, opt.evaltypes, opt.kernels, image_paths)
+    return computer.compute_of_embeddings(labels, features, opt.evaltypes, opt.kernels, image_paths, query_gallery)
 
 
 def select_device():
@@ -224,7 +227,9 @@ def run(cli, prepared=None):
     print('Checkpoint {} (epoch {}), split {} ({} images)'.format(path, epoch, cli.split, len(dataset)))
     labels, features = embed(opt, model, dataset, device)
     paths = [entry[0] for entry in dataset.image_paths]
-    computed, _ = measure(opt, labels, features, opt.evaluation_metrics, n_classes, dataset.image_paths)
+    query_gallery = getattr(dataset, 'query_gallery', None)
+    computed, _ = measure(opt, labels, features, opt.evaluation_metrics, n_classes, dataset.image_paths,
+                          query_gallery)
     numeric, _ = evaluation.split_metrics(computed)
     print(evaluation.result_block(numeric), end='')
     first = opt.evaltypes[0]
@@ -237,12 +242,13 @@ def run(cli, prepared=None):
         print('Metrics written to {}'.format(cli.json))
     if cli.export_embeddings:
         export.write_embeddings(cli.export_embeddings, features, labels, paths, epoch, opt, cli.split,
-                                dataset.conversion, path)
+                                dataset.conversion, path, query_gallery)
         print('Embeddings written to {}'.format(cli.export_embeddings))
     if cli.retrieval_figure:
         retrieval_figure.save_retrieval_figure(features[first], labels, paths, dataset.conversion,
                                                cli.retrieval_figure, n_queries=cli.n_queries,
-                                               n_neighbours=cli.n_neighbours, seed=cli.figure_seed)
+                                               n_neighbours=cli.n_neighbours, seed=cli.figure_seed,
+                                               query_gallery=query_gallery)
         print('Retrieval figure written to {}'.format(cli.retrieval_figure))
     return result
 

@@ -1,8 +1,9 @@
 """What the model retrieves: a grid of queries (one per row) and their nearest gallery images.
 
-The gallery is the evaluated split without the query itself (as recall@k counts it). Neighbours are
-ranked by exact Euclidean distance with ties in ascending index, the order of the recall metric's
-search. Each neighbour is framed green when its class is the query's, red otherwise; the class name
+The gallery is the evaluated split without the query itself (as recall@k counts it); for a split with
+query/gallery roles (In-Shop's test split) the queries are drawn from its query images and the gallery
+is its gallery images, as its metrics rank them. Neighbours are ranked by exact Euclidean distance with
+ties in ascending index, the order of the recall metric's search. Each neighbour is framed green when its class is the query's, red otherwise; the class name
 is written under every image.
 """
 import io
@@ -33,6 +34,14 @@ def nearest_others(features, queries, k):
     return picked
 
 
+def nearest_in_gallery(features, queries, gallery_rows, k):
+    """Per query row, the row indices of its k nearest gallery rows (-1 where the gallery has fewer)."""
+    features = torch.as_tensor(np.ascontiguousarray(features, dtype=np.float32))
+    search = FaissEngine().prepare(features[torch.as_tensor(gallery_rows)])
+    found = search(features[torch.as_tensor(queries)], k).numpy()
+    return np.where(found >= 0, np.asarray(gallery_rows)[found.clip(0)], -1)
+
+
 def load_rgb(path):
     from PIL import Image
     with Image.open(path) as image:
@@ -51,13 +60,24 @@ def short(text, width=22):
     return text if len(text) <= width else text[:width - 1] + '…'
 
 
-def draw(features, labels, image_paths, class_names, n_queries, n_neighbours, seed):
+def figure_rows(n_images, n_queries, seed, query_gallery):
+    """The row indices of the queries drawn: any row, or one of the split's query rows."""
+    if query_gallery is None:
+        return choose_queries(n_images, n_queries, seed)
+    candidates = query_gallery.query_indices
+    return candidates[choose_queries(len(candidates), n_queries, seed)]
+
+
+def draw(features, labels, image_paths, class_names, n_queries, n_neighbours, seed, query_gallery=None):
     """The matplotlib Figure (not saved)."""
     from matplotlib.figure import Figure
 
     labels = np.asarray(labels).reshape(-1)
-    queries = choose_queries(len(labels), n_queries, seed)
-    neighbours = nearest_others(features, queries, n_neighbours)
+    queries = figure_rows(len(labels), n_queries, seed, query_gallery)
+    if query_gallery is None:
+        neighbours = nearest_others(features, queries, n_neighbours)
+    else:
+        neighbours = nearest_in_gallery(features, queries, query_gallery.gallery_indices, n_neighbours)
     name = lambda label: short(str(class_names.get(int(label), label)))
     cell = 1.7
     figure = Figure(figsize=(cell * (n_neighbours + 1), (cell + 0.35) * len(queries) + 0.6))
@@ -88,12 +108,13 @@ def draw(features, labels, image_paths, class_names, n_queries, n_neighbours, se
     return figure
 
 
-def save_retrieval_figure(features, labels, image_paths, class_names, path, n_queries=8, n_neighbours=5, seed=0):
+def save_retrieval_figure(features, labels, image_paths, class_names, path, n_queries=8, n_neighbours=5, seed=0,
+                          query_gallery=None):
     """Draw and write the PNG atomically; returns the query indices it drew."""
     from evaluation.export import write_bytes
 
-    figure = draw(features, labels, image_paths, class_names, n_queries, n_neighbours, seed)
+    figure = draw(features, labels, image_paths, class_names, n_queries, n_neighbours, seed, query_gallery)
     buffer = io.BytesIO()
     figure.savefig(buffer, format='png', dpi=100)
     write_bytes(buffer.getvalue(), path)
-    return choose_queries(len(np.asarray(labels).reshape(-1)), n_queries, seed)
+    return figure_rows(len(np.asarray(labels).reshape(-1)), n_queries, seed, query_gallery)

@@ -9,6 +9,12 @@ both are needed and the engine's distances are float32-exact; one SVD for all rh
 The k-means makes as many clusters as the TRAINING set has classes (`n_classes`), whatever split is
 evaluated (SOP's test set has 11316 classes but is clustered into 11318): the reference does so, and
 the published NMI/F1 figures depend on it.
+
+A split evaluated query against gallery (`query_gallery`, datasets.query_gallery) ranks the gallery for
+every query: recall@k and the mAP family read the queries' hits among the gallery images (one exact
+search of the queries against one index of the gallery, chunked like the one-set search). The metrics
+of the embedding space as a whole -- k-means with NMI/F1, dists@, rho_spectrum@ -- read every image of
+the split, queries and gallery together, labelled by class (item).
 """
 import contextlib
 
@@ -18,7 +24,7 @@ import torch
 
 from metrics import kmeans as kmeans_module
 from metrics.errors import MetricInputError
-from metrics.neighbours import neighbour_hits
+from metrics.neighbours import neighbour_hits, query_gallery_hits
 from metrics.precision import full_float32_matmul
 from metrics.registry import select
 from metrics.search import select_engine
@@ -109,6 +115,47 @@ class SharedComputations:
         return torch.linalg.svdvals(self.features.double()).cpu().numpy()
 
 
+class QueryGalleryComputations(SharedComputations):
+    """The shared computations of a split evaluated query against gallery: `query_rows` and `gallery_rows`
+    (LongTensors) index the rows of `features`; the neighbour searches rank the gallery for each query."""
+
+    def __init__(self, features, target_labels, metrics, engine, n_clusters, query_rows, gallery_rows):
+        super().__init__(features, target_labels, metrics, engine, n_clusters)
+        self.query_rows, self.gallery_rows = query_rows, gallery_rows
+
+    def window(self, requirement):
+        gallery_labels = self.target_labels[self.gallery_rows]
+        class_sizes = torch.unique(gallery_labels, return_counts=True)[1]
+        if len(class_sizes) == 0:
+            return 0
+        return max(m.neighbours(len(gallery_labels), class_sizes, query_in_database=False)
+                   for m in self.metrics if requirement in m.requires)
+
+    def hits(self, features, requirement, inner_product):
+        q, g = self.query_rows, self.gallery_rows
+        return query_gallery_hits(features[q], self.target_labels[q], features[g], self.target_labels[g],
+                                  self.window(requirement), self.engine, inner_product=inner_product)
+
+    def compute_neighbour_hits(self):
+        return self.hits(self.features, 'neighbour_hits', False)
+
+    def compute_neighbour_hits_cosine(self):
+        return self.hits(self['features_cosine'], 'neighbour_hits_cosine', True)
+
+
+def shared_computations(features, target_labels, metrics, engine, n_clusters, query_gallery=None):
+    """One-set computations, or query-against-gallery ones when the split has roles (`query_gallery`:
+    an object with boolean `is_query` / `is_gallery` masks over the rows)."""
+    if query_gallery is None:
+        return SharedComputations(features, target_labels, metrics, engine, n_clusters)
+    rows = lambda mask: torch.as_tensor(np.flatnonzero(np.asarray(mask)), dtype=torch.long, device=features.device)
+    if len(query_gallery.is_query) != len(features):
+        raise MetricInputError('query/gallery roles for {} rows, {} embeddings.'.format(
+            len(query_gallery.is_query), len(features)))
+    return QueryGalleryComputations(features, target_labels, metrics, engine, n_clusters,
+                                    rows(query_gallery.is_query), rows(query_gallery.is_gallery))
+
+
 def as_inputs(features, target_labels, device):
     """Validated float32 N x D embeddings and int64 labels (N) on `device`."""
     features = torch.as_tensor(features).detach()
@@ -127,24 +174,26 @@ def as_inputs(features, target_labels, device):
     return features, labels.to(device, torch.int64)
 
 
-def evaluate_metrics(metrics, features, target_labels, opt, engine, n_classes=None):
+def evaluate_metrics(metrics, features, target_labels, opt, engine, n_classes=None, query_gallery=None):
     """{metric name: value} of already-built metric objects, in list order. `n_classes` (the number of
-    training classes, k of the k-means) falls back to opt.n_classes when not given."""
+    training classes, k of the k-means) falls back to opt.n_classes when not given; `query_gallery`:
+    the split's roles, for a query-against-gallery evaluation."""
     n_clusters = n_classes if n_classes is not None else getattr(opt, 'n_classes', None)
-    shared = SharedComputations(features, target_labels, metrics, engine, n_clusters)
+    shared = shared_computations(features, target_labels, metrics, engine, n_clusters, query_gallery)
     return {metric.name: metric(*[shared[r] for r in metric.requires]) for metric in metrics}
 
 
-def compute_metrics(features, target_labels, metric_names, opt, engine=None, n_classes=None):
+def compute_metrics(features, target_labels, metric_names, opt, engine=None, n_classes=None, query_gallery=None):
     """Pure function: embeddings (N x D, numpy or torch) and labels -> {metric name: value}.
 
     `engine` (metrics.search.FaissEngine / TorchEngine) defaults to the one --evaluate_on_gpu selects;
-    `n_classes`: the number of training classes, the k of the k-means (default: opt.n_classes).
+    `n_classes`: the number of training classes, the k of the k-means (default: opt.n_classes);
+    `query_gallery`: roles of the rows (datasets.query_gallery.QueryGallery) to rank queries against the gallery.
     """
     engine = engine or select_engine(opt)
     metrics = [select(name, opt) for name in metric_names]
     features, target_labels = as_inputs(features, target_labels, engine.device)
-    return evaluate_metrics(metrics, features, target_labels, opt, engine, n_classes)
+    return evaluate_metrics(metrics, features, target_labels, opt, engine, n_classes, query_gallery)
 
 
 @contextlib.contextmanager
@@ -179,21 +228,28 @@ class MetricComputer:
     def compute_standard(self, opt, model, dataloader, evaltypes, device, **kwargs):
         """Embed the loader (with the trainers' embedding) and compute: the one-call form for tools and tests."""
         from evaluation.embedding import Embedder
+        from datasets.query_gallery import query_gallery_of
         labels, features, _ = Embedder(model, torch.device(device))(dataloader, evaltypes)
         return self.compute_of_embeddings(labels, features, evaltypes, opt.kernels,
-                                          getattr(dataloader.dataset, 'image_paths', None))
+                                          getattr(dataloader.dataset, 'image_paths', None),
+                                          query_gallery_of(dataloader.dataset))
 
-    def compute_of_embeddings(self, labels, features, evaltypes, n_threads, image_paths=None):
+    def compute_of_embeddings(self, labels, features, evaltypes, n_threads, image_paths=None, query_gallery=None):
         """({evaltype: {metric: value}}, {evaltype: extra infos}) of embedded rows (labels N,
-        {evaltype: N x D}); `n_threads` bounds faiss's threads for the duration."""
+        {evaltype: N x D}, dataset order); `n_threads` bounds faiss's threads for the duration;
+        `query_gallery`: the split's roles, to rank its queries against its gallery."""
         computed, extra_infos = {}, {}
+        query_paths = gallery_paths = None
+        if query_gallery is not None and image_paths is not None:
+            query_paths = [image_paths[i] for i in np.flatnonzero(query_gallery.is_query)]
+            gallery_paths = [image_paths[i] for i in np.flatnonzero(query_gallery.is_gallery)]
         for evaltype in evaltypes:
             feats, target_labels = as_inputs(features[evaltype], labels, self.engine.device)
             with faiss_threads(n_threads):
                 computed[evaltype] = evaluate_metrics(self.list_of_metrics, feats, target_labels, self.pars,
-                                                      self.engine, self.n_classes)
+                                                      self.engine, self.n_classes, query_gallery)
             extra_infos[evaltype] = {
                 'features': feats if feats.is_cuda else feats.numpy(),
                 'target_labels': torch.as_tensor(labels).numpy().reshape(-1, 1),
-                'image_paths': image_paths, 'query_image_paths': None, 'gallery_image_paths': None}
+                'image_paths': image_paths, 'query_image_paths': query_paths, 'gallery_image_paths': gallery_paths}
         return computed, extra_infos

@@ -1,4 +1,6 @@
-"""Recall@k: the share of queries with a same-label sample among their k nearest others."""
+"""Recall@k: the share of queries with a same-label sample among their k nearest others (any k: In-Shop's
+customary 1/10/20/30/40, iNaturalist's 1/4/16/32). Against a gallery, a query whose label the gallery
+lacks counts as a miss."""
 import torch
 
 
@@ -8,7 +10,7 @@ class Metric:
         self.name = '{}_recall@{}'.format('c' if cosine else 'e', k)
         self.requires = ['neighbour_hits_cosine' if cosine else 'neighbour_hits']
 
-    def neighbours(self, n_samples, class_sizes):
+    def neighbours(self, n_samples, class_sizes, query_in_database=True):
         return self.k
 
     def __call__(self, hits):

@@ -39,6 +39,13 @@ OPTIONAL_METRIC_KEYS = {
     'mAP@R': 'Test: discriminative_mAP_c: mAP_c',
     'mAP@1000': 'Test: discriminative_mAP_1000: mAP_1000',
     'mAP_lim': 'Test: discriminative_mAP_lim: mAP_lim',
+    # the customary ks of In-Shop (1, 10, 20, 30, 40) and iNaturalist (1, 4, 16, 32), and Musgrave et al.'s MAP@R
+    'R@16': 'Test: discriminative_e_recall: e_recall@16',
+    'R@20': 'Test: discriminative_e_recall: e_recall@20',
+    'R@30': 'Test: discriminative_e_recall: e_recall@30',
+    'R@32': 'Test: discriminative_e_recall: e_recall@32',
+    'R@40': 'Test: discriminative_e_recall: e_recall@40',
+    'MAP@R': 'Test: discriminative_mAP: mAP@R',
 }
 # Train embedding statistics read at the best-R@1 row.
 STAT_KEYS = {
@@ -56,8 +63,9 @@ SELECTIONS = ('max', 'best_r1', 'best_val')
 VAL_SUFFIX = ' at best Val'
 VAL_EPOCH = 'Val_Epoch'
 BEST_OVER_EPOCHS = BEST_METRIC + ' best over epochs'  # kept whatever the selection, for the overview
-DATASET_TAGS = (('CUB', 'CUB'), ('CAR', 'CARS'), ('SOP', 'SOP'))
-DATASET_OPTIONS = {'cub200': 'CUB', 'cars196': 'CARS', 'online_products': 'SOP'}
+DATASET_TAGS = (('CUB', 'CUB'), ('CAR', 'CARS'), ('SOP', 'SOP'), ('InShop', 'InShop'), ('iNat', 'iNat'))
+DATASET_OPTIONS = {'cub200': 'CUB', 'cars196': 'CARS', 'online_products': 'SOP', 'inshop': 'InShop',
+                   'inaturalist': 'iNat'}
 
 
 @dataclasses.dataclass
@@ -73,8 +81,8 @@ class GroupResult:
 
 
 def dataset_of(group, config):
-    """CUB / CARS / SOP by substring of the group; else by the run's `--dataset` option (a benchmark
-    name maps to its tag, any other name is kept); else 'other'."""
+    """CUB / CARS / SOP / InShop / iNat by substring of the group; else by the run's `--dataset` option
+    (a benchmark name maps to its tag, any other name is kept); else 'other'."""
     for tag, dataset in DATASET_TAGS:
         if tag in group:
             return dataset
