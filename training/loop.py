@@ -227,6 +227,8 @@ def build_data(context, model, embedder):
     import datasets
     opt, world = context.opt, context.world
     splits = datasets.select(opt.dataset, opt, context.data_folder)
+    if opt.use_tv_split:
+        datasets.check_rankable(splits['validation'].image_dict, opt.tv_split_by_samples, opt.tv_split_perc)
     loader_options = datasets.loader_options(opt, context.device)
     eval_bs = opt.eval_bs or opt.bs
 
