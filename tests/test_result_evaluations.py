@@ -266,6 +266,7 @@ def test_display_names():
     assert tables.table_name('SOPnoisy30lsd_MS') == r'L-Multisimilarity (noise 30\%)'
     assert tables.table_name('SOPnoisy30_MS') == r'Multisimilarity (noise 30\%)'
     assert tables.table_name('DIG_MS_lsd') == 'L-Multisimilarity' and tables.table_name('DIG_MS') == 'Multisimilarity'
+    assert tables.table_name('DIGlsd_Margin_Distance') == 'L-Margin (D)'
     assert tables.table_name('DIG_Foo_lsd_x') == 'L-Foo_x' and tables.table_name('lsd_only') == 'L-only'
 
 

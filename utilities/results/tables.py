@@ -14,6 +14,7 @@ from utilities.results.aggregation import VAL_EPOCH, VAL_SUFFIX
 NAME_RULES = (
     ('Margin_b06_Distance', r'Margin (D, \beta=0.6)', r'Margin (D), \beta=0.6'),
     ('Margin_b12_Distance', r'Margin (D, \beta=1.2)', r'Margin (D), \beta=1.2'),
+    ('Margin_Distance', 'Margin (D)', 'Margin (D)'),
     ('ArcFace', 'ArcFace', 'ArcFace'),
     ('Histogram', 'Histogram', 'Histogram'),
     ('SoftTriple', 'SoftTriple', 'SoftTriple'),

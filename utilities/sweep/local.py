@@ -53,6 +53,9 @@ def outcome(returncode, folder, stopped):
     return 'failed', 'exit {}'.format(returncode)
 
 
+STOP_GRACE = 30.0   # seconds a run gets to stop after SIGTERM when the launcher cannot go on
+
+
 def launch(item, slot, python, state, progress, threads_per_cpu_slot=1):
     run, record, action = item
     if action == 'restart':
@@ -76,7 +79,11 @@ def launch(item, slot, python, state, progress, threads_per_cpu_slot=1):
         process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                    env=env, preexec_fn=children.preexec_function())
     record['attempts'][-1].update(pid=process.pid, pid_ticks=children.start_ticks(process.pid))
-    state.save()
+    try:
+        state.save()
+    except BaseException:   # the state cannot record this run: it must not outlive the launcher
+        stop_all({0: (item, process, time.time())}, STOP_GRACE)
+        raise
     progress.event('{:7} [{}] {}'.format(action, slot_label(slot), run.folder))
     return process
 
