@@ -140,10 +140,11 @@ def overview(results, selection, include_unfinished):
         {'max': 'each Test metric at its best epoch', 'best_r1': 'Test values at the best Test R@1 epoch',
          'best_val': 'Test values at the best-Val epoch'}[selection],
         'unfinished runs counted' if include_unfinished else 'unfinished runs left out')]
+    names = tables.display_names(results)
     for group in sorted(results):
         result = results[group]
         text = '  {} [{}]: {} run{} (seeds {})'.format(
-            tables.table_name(group), group, result.n_runs, '' if result.n_runs == 1 else 's',
+            names[group], group, result.n_runs, '' if result.n_runs == 1 else 's',
             ' '.join(str(s) for s in result.seeds) or '-')
         if result.n_unfinished:
             text += ', {} unfinished left out'.format(result.n_unfinished)

@@ -265,12 +265,21 @@ def proxyanchor_and_memory_parameters(parser):
     return parser
 
 
+def display_parameters(parser):
+    """What the run shows while it runs; never changes a logged number."""
+    parser.add_argument('--progress', default='auto', choices=('auto', 'bar', 'log', 'off'),
+                        help='Progress of every training epoch and embedding pass: bar = tqdm bars (with the '
+                             'running loss), log = a plain line every 30 s (Slurm and sweep logs), off = none; '
+                             'auto = bar on a terminal, log otherwise.')
+    return parser
+
+
 def build_parser():
     parser = argparse.ArgumentParser()
     for add_group in (basic_training_parameters, batch_creation_parameters,
                       batchmining_specific_parameters, loss_specific_parameters, wandb_parameters,
                       lsd_parameters, noisy_label_parameters, speed_parameters, backbone_recipe_parameters,
-                      proxyanchor_and_memory_parameters):
+                      proxyanchor_and_memory_parameters, display_parameters):
         parser = add_group(parser)
     return parser
 

@@ -51,3 +51,21 @@ def split_labelled_classes(train_dict, train_names, use_tv_split, by_samples, pe
     for key in sorted(train_dict):
         train_part[key], val_part[key] = split_samples(train_dict[key], perc, rule)
     return train_part, dict(train_names), val_part, dict(train_names)
+
+
+def check_rankable(image_dict, by_samples, perc):
+    """A validation split must be able to rank: Recall@k and mAP need at least two classes (with one class
+    every neighbour is correct, so Val R@1 is 1.0 at every epoch) and a class with two images (a query
+    needs a relevant gallery image). Raised at start-up, before any run folder exists; the dataset
+    builders themselves accept any split."""
+    from datasets.errors import DatasetError
+    n_classes = len([key for key, paths in image_dict.items() if len(paths)])
+    largest = max((len(paths) for paths in image_dict.values()), default=0)
+    if n_classes >= 2 and largest >= 2:
+        return
+    problem = ('{} class{}'.format(n_classes, '' if n_classes == 1 else 'es') if n_classes < 2 else
+               'no class with two images')
+    hint = ('a different --tv_split_perc' if by_samples else
+            '--tv_split_by_samples (every training class keeps images for validation) or a lower --tv_split_perc')
+    raise DatasetError('--use_tv_split: the validation split cannot rank ({}, split by {} with --tv_split_perc {}); '
+                       'use {}.'.format(problem, 'samples' if by_samples else 'classes', perc, hint))

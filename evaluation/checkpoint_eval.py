@@ -48,6 +48,9 @@ def build_parser():
     parser.add_argument('--n_neighbours', type=int, default=5, help='Nearest gallery images per query in the figure.')
     parser.add_argument('--figure_seed', type=int, default=0, help='Seed of the choice of queries in the figure.')
     parser.add_argument('--json', default=None, metavar='OUT.json', help='Write the metrics to this JSON file.')
+    parser.add_argument('--progress', default='auto', choices=('auto', 'bar', 'log', 'off'),
+                        help='Progress of the embedding pass: bar (tqdm), log (a plain line every 30 s), off; '
+                             'auto = bar on a terminal, log otherwise.')
     return parser
 
 
@@ -167,7 +170,7 @@ def build_split(opt, split):
     return dataset_splits[key], len(dataset_splits['training'].avail_classes)
 
 
-def embed(opt, model, dataset, device):
+def embed(opt, model, dataset, device, progress='off'):
     """The one embedding call: the trainers' Embedder (device normalisation of the fast pipeline's uint8
     batches, the run's --amp / --channels_last) over a loader built like theirs. (labels, {evaltype: N x D})."""
     import datasets
@@ -178,7 +181,9 @@ def embed(opt, model, dataset, device):
     precision.prepare_model(model)
     loader = torch.utils.data.DataLoader(dataset, batch_size=opt.eval_bs or opt.bs, shuffle=False,
                                          **datasets.loader_options(opt, device))
-    embedder = evaluation.Embedder(model, device, datasets.device_normaliser(opt), precision)
+    from utilities.progress import factory
+    embedder = evaluation.Embedder(model, device, datasets.device_normaliser(opt), precision,
+                                   progress=factory(progress))
     labels, features, _ = embedder(loader, opt.evaltypes)
     return labels, features
 
@@ -225,7 +230,7 @@ def run(cli, prepared=None):
     path, checkpoint, opt, dataset, n_classes, model, device = prepared or prepare(cli)
     epoch = checkpoint_epoch(checkpoint)
     print('Checkpoint {} (epoch {}), split {} ({} images)'.format(path, epoch, cli.split, len(dataset)))
-    labels, features = embed(opt, model, dataset, device)
+    labels, features = embed(opt, model, dataset, device, cli.progress)
     paths = [entry[0] for entry in dataset.image_paths]
     query_gallery = getattr(dataset, 'query_gallery', None)
     computed, _ = measure(opt, labels, features, opt.evaluation_metrics, n_classes, dataset.image_paths,

@@ -15,11 +15,15 @@ def identity(images):
 
 
 class Embedder:
-    def __init__(self, model, device, normalise=identity, precision=None, world=None):
+    """`progress`: a `(total, description, unit) -> Progress` maker (utilities.progress.factory), or None
+    for silent passes."""
+
+    def __init__(self, model, device, normalise=identity, precision=None, world=None, progress=None):
         self.model, self.device = model, device
         self.normalise = normalise
         self.precision = precision
         self.world = world
+        self.progress = progress
 
     def autocast(self):
         import contextlib
@@ -36,8 +40,11 @@ class Embedder:
         """(labels N, {evaltype: float32 N x D CPU tensor}, indices N), rows in dataset order."""
         self.model.eval()
         labels, indices, features = [], [], {evaltype: [] for evaltype in evaltypes}
+        progress = None
+        if self.progress is not None:
+            progress = self.progress(len(loader), 'Embedding', 'batch')
         with torch.no_grad():
-            for batch in loader:
+            for step, batch in enumerate(loader):
                 labels.append(torch.as_tensor(batch[0]).reshape(-1))
                 indices.append(torch.as_tensor(batch[2]).reshape(-1))
                 output = self.forward(batch[1])
@@ -46,6 +53,10 @@ class Embedder:
                 for evaltype in evaltypes:
                     chosen = output[evaltype] if isinstance(output, dict) else output
                     features[evaltype].append(chosen.detach().to('cpu', torch.float32))
+                if progress is not None:
+                    progress.update(step)
+        if progress is not None:
+            progress.close()
         labels, indices = torch.cat(labels), torch.cat(indices)
         features = {evaltype: torch.cat(rows) for evaltype, rows in features.items()}
         if self.world is not None and self.world.enabled:

@@ -1,8 +1,12 @@
-"""The reference's sample-recoveries figure: 10 random queries and their 3 nearest images."""
+"""The reference's sample-recoveries figure: 10 random queries and their 3 nearest images (written atomically)."""
+import io
+import os
+
 import numpy as np
 import torch
 
 from metrics.search import FaissEngine
+from utilities.atomic import atomic_write_bytes
 
 N_QUERIES = 10
 N_CLOSEST = 3
@@ -30,5 +34,7 @@ def save_sample_recoveries(features, image_paths, save_path, n_queries=N_QUERIES
         ax.axvline(x=0, color='g' if i % (n_closest + 1) else 'r', linewidth=13)
     figure.set_size_inches(10, 20)
     figure.tight_layout()
-    figure.savefig(save_path)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format=os.path.splitext(save_path)[1][1:] or 'png')
     plt.close(figure)
+    atomic_write_bytes(buffer.getvalue(), save_path)

@@ -26,7 +26,7 @@ from utilities.results.saved_options import load_pickled_options, parse_paramete
 from utilities.results.wandb_source import load_wandb_runs
 
 # the aggregation warns once per metric key that runs did not log; tests that check it use pytest.warns
-pytestmark = pytest.mark.filterwarnings('ignore:.* was not logged by .*:UserWarning')
+pytestmark = pytest.mark.filterwarnings('ignore:not logged by .*:UserWarning')
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -174,9 +174,11 @@ def test_nan_rows_are_ignored_and_counted(tmp_path):
 
 
 def test_missing_required_key_is_nan_with_one_warning(two_seeds):
-    with pytest.warns(UserWarning, match=r"R@2 \(key 'Test: discriminative_e_recall: e_recall@2'\) was not logged "
-                                         r"by 2 of 2 runs"):
+    with pytest.warns(UserWarning) as caught:
         aggregation.aggregate(load_local_runs(str(two_seeds)), min_length=2)
+    assert [str(w.message) for w in caught] == [
+        'not logged by any of the 2 runs: R@2, R@4, F1, mAP, Rho1, Rho2, Rho3, Rho4 (NaN for those runs, shown '
+        'as -; --metric_key names other keys)']
 
 
 def test_datasets_by_group_tag_then_by_dataset_option():
@@ -263,6 +265,21 @@ def test_display_names():
     assert tables.table_name('CARlsd_Triplet_Distance') == 'L-Triplet (D)'
     assert tables.table_name('SOPnoisy30lsd_MS') == r'L-Multisimilarity (noise 30\%)'
     assert tables.table_name('SOPnoisy30_MS') == r'Multisimilarity (noise 30\%)'
+    assert tables.table_name('DIG_MS_lsd') == 'L-Multisimilarity' and tables.table_name('DIG_MS') == 'Multisimilarity'
+    assert tables.table_name('DIGlsd_Margin_Distance') == 'L-Margin (D)'
+    assert tables.table_name('DIG_Foo_lsd_x') == 'L-Foo_x' and tables.table_name('lsd_only') == 'L-only'
+
+
+def test_no_two_groups_of_a_dataset_share_a_display_name():
+    groups = ['DIG_MS', 'DIG_MS_lsd', 'DIGlsd_MS', 'DIG_Foo', 'DIGX_Foo', 'CUB_MS']
+    datasets = ['digits'] * 5 + ['CUB']
+    results = {group: result(group, dataset, **{'R@1': (0.5, 0.0)}) for group, dataset in zip(groups, datasets)}
+    names = tables.display_names(results)
+    assert names == {'DIG_MS': 'Multisimilarity', 'DIG_MS_lsd': 'L-Multisimilarity [DIG_MS_lsd]',
+                     'DIGlsd_MS': 'L-Multisimilarity [DIGlsd_MS]', 'DIG_Foo': 'Foo [DIG_Foo]',
+                     'DIGX_Foo': 'Foo [DIGX_Foo]', 'CUB_MS': 'Multisimilarity'}
+    rows = [line.split(' & ')[0] for line in tables.dataset_table(results, 'digits').splitlines()[1:]]
+    assert len(rows) == len(set(rows)) == 5
 
 
 def test_dataset_table_rows():
@@ -292,8 +309,10 @@ def test_shared_table_order_missing_cells_and_collisions():
     }
     lines = tables.shared_table(results).splitlines()
     assert lines[0] == '% Shared: name & CUB R@1 & CUB NMI & CARS R@1 & CARS NMI & SOP R@1 & SOP NMI'
-    assert lines[1:] == [
-        'ArcFace & $-\\pm-$ & $-\\pm-$ & $20.00\\pm0.00$ & $20.00\\pm0.00$ & $80.00\\pm0.00$ & $90.00\\pm0.00$\\\\',
+    assert lines[1:] == [  # the two CARS ArcFace groups would share a name: each keeps its own row
+        'ArcFace & $-\\pm-$ & $-\\pm-$ & $-\\pm-$ & $-\\pm-$ & $80.00\\pm0.00$ & $90.00\\pm0.00$\\\\',
+        'ArcFace [CARS_ArcFace] & $-\\pm-$ & $-\\pm-$ & $10.00\\pm0.00$ & $10.00\\pm0.00$ & $-\\pm-$ & $-\\pm-$\\\\',
+        'ArcFace [CARS_ArcFace_v2] & $-\\pm-$ & $-\\pm-$ & $20.00\\pm0.00$ & $20.00\\pm0.00$ & $-\\pm-$ & $-\\pm-$\\\\',
         'Triplet (D) & $60.00\\pm1.00$ & $70.00\\pm2.00$ & $-\\pm-$ & $-\\pm-$ & $-\\pm-$ & $-\\pm-$\\\\',
         'R-Triplet (D) & $62.00\\pm0.00$ & $70.00\\pm0.00$ & $-\\pm-$ & $-\\pm-$ & $-\\pm-$ & $-\\pm-$\\\\']
     assert tables.dataset_order(results) == ['CUB', 'CARS', 'SOP', 'digits']
@@ -410,7 +429,8 @@ def test_command_line_on_wandb_writes_tables_summary_and_figures(tmp_path, monke
         '% CUB: name & R@1 & R@2 & F1 & mAP & NMI & Max_Epoch', '% CARS: name & R@1 & R@2 & F1 & mAP & NMI & Max_Epoch',
         '% SOP: name & R@1 & R@2 & F1 & mAP & NMI & Max_Epoch',
         '% Shared: name & CUB R@1 & CUB NMI & CARS R@1 & CARS NMI & SOP R@1 & SOP NMI']
-    assert "Warning: R@2 (key 'Test: discriminative_e_recall: e_recall@2') was not logged by 2 of 9 runs" in err
+    assert 'Warning: not logged by some of the 9 runs: R@2 (2 of 9)' in err
+    assert sum('not logged' in line for line in err.splitlines()) == 1
     summary = pd.read_csv(tmp_path / 'summary.csv')
     assert list(summary['group']) == sorted(summary['group']) and list(summary['n_runs']) == [1, 1, 3, 2, 2]
     for stem in FIGURES:

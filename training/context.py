@@ -38,6 +38,12 @@ class RunContext:
     def is_main_process(self):
         return self.world is None or self.world.is_main
 
+    def progress(self, total, description, unit='it'):
+        """A progress display for one pass (--progress); silent in data-parallel helper processes."""
+        from utilities.progress import Progress
+        return Progress(self.opt.progress if self.is_main_process else 'off',
+                        total, description, unit)
+
     def recorded_options(self, epoch=None):
         """The namespace as the reference saved it: the flags, then `pretrained`, `device`, `n_classes`,
         with the post-processed paths; checkpoints also carry `rho_spectrum_embed_dim` and `epoch`.

@@ -33,7 +33,8 @@ def train_one_epoch(model, objective, optimizer, loader, epoch, *, device, preci
     statistics are those before clipping.
 
     Loss values and gradient statistics stay on the device until the epoch ends (no per-step host
-    stall); they are then logged with the same values as per-step `.item()` calls would give."""
+    stall); they are then logged with the same values as per-step `.item()` calls would give.
+    `progress` (utilities.progress.Progress, optional) is told of every step and reads a loss now and then."""
     start = time.time()
     model.train()
     use_teacher = teacher is not None and objective.needs_teacher(epoch)
@@ -82,9 +83,12 @@ def train_one_epoch(model, objective, optimizer, loader, epoch, *, device, preci
             if update_storage:
                 sampler.replace_storage_entries(embeddings.detach().float().cpu(), indices)
             if progress is not None:
-                progress(iteration)
+                progress.update(iteration, parts)
     except KeyboardInterrupt:
         raise TrainingInterrupted(epoch, iteration + 1) from None
+    finally:
+        if progress is not None:
+            progress.close()
 
     losses = {key: step_metrics.values(key) for key in step_metrics.names() if key.startswith('loss')}
     for key, values in losses.items():

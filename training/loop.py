@@ -24,10 +24,11 @@ from training.precision import Precision
 from training.resume_state import load_resume_state, restore_rng_states, save_resume_state
 from utilities import logger as logging_utils
 from utilities import misc
-from utilities.atomic import atomic_write_text
+from utilities.atomic import WriteError, atomic_write_text
 
-RESUMABLE_OVERRIDES = ('kernels', 'gpu', 'wandb_key')
+RESUMABLE_OVERRIDES = ('kernels', 'gpu', 'wandb_key', 'progress')
 TRACEBACK_VARIABLE = 'DML_TRACEBACK'
+EXIT_WRITE_ERROR = 74   # sysexits' EX_IOERR: a file of the run could not be written (full disk, quota, ...)
 
 
 class TrainingRun:
@@ -51,6 +52,7 @@ class TrainingRun:
             context.wandb_run_id = init_wandb(context)
         print_run_header(opt, self.model)
         self.first_epoch = 0
+        self.last_saved_epoch = None    # the last epoch whose resume state is on disk
         self.start_time = time.time()
         if context.resume_state is not None:
             self.restore(context.resume_state)
@@ -77,6 +79,7 @@ class TrainingRun:
         self.LOG.rewrite_all()
         self.start_time -= state['elapsed_seconds']
         self.first_epoch = state['epoch'] + 1
+        self.last_saved_epoch = state['epoch']
         restore_rng_states(state['rng'])
         print('Resuming {} after epoch {}.'.format(self.context.run_folder, state['epoch']))
 
@@ -103,6 +106,7 @@ class TrainingRun:
                 self.teacher_snapshot = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
             if self.context.is_main_process:
                 save_resume_state(self, epoch, time.time() - self.start_time, self.context.wandb_run_id)
+            self.last_saved_epoch = epoch
             print('Total Epoch Runtime: {0:4.2f}s'.format(time.time() - epoch_start))
             print('\n-----\n')
         if self.context.is_main_process:
@@ -124,7 +128,8 @@ class TrainingRun:
             self.model, self.objective, self.optimizer, self.dataloaders['training'], epoch,
             device=self.context.device, precision=self.precision, normalise=self.normalise,
             teacher=self.teacher, sampler=self.sampler, world=self.context.world,
-            grad_log=self.LOG.progress_saver['Model Grad'], clip_grad=self.opt.clip_grad)
+            grad_log=self.LOG.progress_saver['Model Grad'], clip_grad=self.opt.clip_grad,
+            progress=self.context.progress(len(self.dataloaders['training']), 'Epoch {} (Train)'.format(epoch)))
         description = 'Epoch (Train) {0}: Mean Loss [{1:.4f}]'.format(epoch, means.get('loss', float('nan')))
         if 'loss_rank' in means:
             description += ' Mean Rank-Loss [{0:.4f}] Mean KD-Loss [{1:.4f}]'.format(means['loss_rank'],
@@ -232,6 +237,8 @@ def build_data(context, model, embedder):
     import datasets
     opt, world = context.opt, context.world
     splits = datasets.select(opt.dataset, opt, context.data_folder)
+    if opt.use_tv_split:
+        datasets.check_rankable(splits['validation'].image_dict, opt.tv_split_by_samples, opt.tv_split_perc)
     loader_options = datasets.loader_options(opt, context.device)
     eval_bs = opt.eval_bs or opt.bs
 
@@ -264,7 +271,8 @@ def build_data(context, model, embedder):
 def build_embedder(context, model, normalise, precision):
     """The evaluation embedding shared by the metrics passes and the storage samplers."""
     import evaluation
-    return evaluation.Embedder(model, context.device, normalise, precision, context.world)
+    return evaluation.Embedder(model, context.device, normalise, precision, context.world,
+                               progress=context.progress)
 
 
 def data_normaliser(opt):
@@ -393,6 +401,18 @@ def one_line(error):
     return text.splitlines()[-1] if 'Original Traceback' in text else text.splitlines()[0] if text else text
 
 
+def write_failure(error, run, lsd_trainer):
+    """One line for a file that could not be written during training: which file and why, what is intact,
+    and how to continue once the cause (a full disk, a quota) is fixed."""
+    epoch = run.last_saved_epoch
+    if epoch is None:
+        return '{}; no epoch was completed, so there is nothing to resume: fix that and start the run again.'.format(
+            error)
+    return ('{}; epoch {} (the last completed one) is saved and no file is half-written; fix that, then resume with: '
+            'python {} --resume {}'.format(error, epoch, 'main.py' if lsd_trainer else 'main_original.py',
+                                           run.context.run_folder))
+
+
 def fail(message, code):
     print('error: {}'.format(message), file=sys.stderr)
     sys.exit(code)
@@ -428,6 +448,10 @@ def main(argv=None, lsd_trainer=True):
             if show_traceback:
                 raise
             fail(str(error), 3)
+        except WriteError as error:
+            if show_traceback:
+                raise
+            fail(write_failure(error, run, lsd_trainer), EXIT_WRITE_ERROR)
         except Exception as error:
             import datasets
             if isinstance(error, datasets.DatasetError) and not show_traceback:

@@ -234,12 +234,23 @@ def aggregate(runs, metric_keys=None, optional_keys=None, stat_keys=None, min_le
                                      n_runs=len(seeds), seeds=seeds,
                                      values={name: mean_std(collected[name]) for name in names + val_names},
                                      n_unfinished=n_unfinished, n_short=n_short)
-    for name in names:
-        if missing[name] and name not in optional_names:
-            key = metric_keys.get(name, stat_keys.get(name))
-            warnings.warn('{} (key {!r}) was not logged by {} of {} runs: NaN for those runs, shown as -'.format(
-                name, key, missing[name], n_used), stacklevel=2)
+    not_logged = [name for name in names if missing[name] and name not in optional_names]
+    if not_logged:
+        warnings.warn(missing_metrics_line(not_logged, missing, n_used), stacklevel=2)
     if selection == 'best_val' and n_without_val:
         warnings.warn('{} of {} runs have no Val log (trained without --use_tv_split): their values at the '
                       'best-Val epoch are NaN'.format(n_without_val, n_used), stacklevel=2)
     return results
+
+
+def missing_metrics_line(not_logged, missing, n_used):
+    """One line for every metric some runs did not log (e.g. the Train statistics of runs trained with
+    --no_train_metrics), instead of one warning per column."""
+    counts = {missing[name] for name in not_logged}
+    if counts == {n_used}:
+        listed = ', '.join(not_logged)
+        scope = 'by any of the {} runs'.format(n_used)
+    else:
+        listed = ', '.join('{} ({} of {})'.format(name, missing[name], n_used) for name in not_logged)
+        scope = 'by some of the {} runs'.format(n_used)
+    return 'not logged {}: {} (NaN for those runs, shown as -; --metric_key names other keys)'.format(scope, listed)

@@ -1,9 +1,9 @@
 """Display names and the LaTeX tables, in the reference's format.
 
-Beyond the reference's `R-` prefix for spectrum-regularised groups (`reg_` in the name), groups of
-this project's sample runs get `L-` for LSD (`lsd_`) and a noise tag for noisy-label runs
-(`noisy<percent>` in the first name token, e.g. `CUBnoisy30lsd_Triplet_Distance`), so that no two
-groups of one dataset share a display name.
+Beyond the reference's `R-` prefix for spectrum-regularised groups (`reg_` in the name), LSD groups get
+`L-` (an `lsd_` or `_lsd` anywhere in the name: `CUBlsd_MS`, `DIG_MS_lsd`) and noisy-label runs a noise
+tag (`noisy<percent>` in the first name token, e.g. `CUBnoisy30lsd_Triplet_Distance`). Whatever the naming,
+no two groups of one dataset share a display name: names that still collide get their group name added.
 """
 import math
 import re
@@ -14,6 +14,7 @@ from utilities.results.aggregation import VAL_EPOCH, VAL_SUFFIX
 NAME_RULES = (
     ('Margin_b06_Distance', r'Margin (D, \beta=0.6)', r'Margin (D), \beta=0.6'),
     ('Margin_b12_Distance', r'Margin (D, \beta=1.2)', r'Margin (D), \beta=1.2'),
+    ('Margin_Distance', 'Margin (D)', 'Margin (D)'),
     ('ArcFace', 'ArcFace', 'ArcFace'),
     ('Histogram', 'Histogram', 'Histogram'),
     ('SoftTriple', 'SoftTriple', 'SoftTriple'),
@@ -41,7 +42,8 @@ def name_adjust(group, prefix='', suffix='', for_plot=False):
             name = plot_name if for_plot else table_name
             break
     else:
-        name = '_'.join(group.split('_')[1:]) or group  # a one-token group keeps its name
+        tokens = [token for token in group.split('_')[1:] if token != 'lsd']
+        name = '_'.join(tokens) or group  # a one-token group keeps its name
     if for_plot:
         name = '$' + name + '$'
     return prefix + name + suffix
@@ -50,9 +52,14 @@ def name_adjust(group, prefix='', suffix='', for_plot=False):
 def group_prefix(group):
     if 'reg_' in group:
         return 'R-'
-    if 'lsd_' in group:
+    if is_lsd_group(group):
         return 'L-'
     return ''
+
+
+def is_lsd_group(group):
+    """`lsd_` (the reference's `<DS>lsd_` naming) or `_lsd` anywhere in the group name."""
+    return 'lsd_' in group or '_lsd' in group
 
 
 def noise_suffix(group):
@@ -62,6 +69,19 @@ def noise_suffix(group):
 
 def table_name(group):
     return name_adjust(group, prefix=group_prefix(group), suffix=noise_suffix(group))
+
+
+def display_names(results):
+    """{group: table name}, unique within each dataset: colliding names get ` [<group>]` appended."""
+    names = {group: table_name(group) for group in results}
+    seen = {}
+    for group in results:
+        seen.setdefault((results[group].dataset, names[group]), []).append(group)
+    for (_, name), groups in seen.items():
+        if len(groups) > 1:
+            for group in groups:
+                names[group] = '{} [{}]'.format(name, group)
+    return names
 
 
 def cell(mean, std, scale=100.0):
@@ -97,17 +117,19 @@ def dataset_order(results):
 def dataset_table(results, dataset, columns=DEFAULT_COLUMNS, label=''):
     """Rows of one dataset's table, groups in sorted order; `label` goes into its header comment."""
     lines = ['% {}{}: name & {}\n'.format(dataset, label, ' & '.join(columns))]
+    names = display_names(results)
     for group in sorted(g for g, r in results.items() if r.dataset == dataset):
-        lines.append(row(table_name(group), [value_cell(results[group], c) for c in columns]))
+        lines.append(row(names[group], [value_cell(results[group], c) for c in columns]))
     return ''.join(lines)
 
 
 def shared_table(results, label=''):
     """CUB/CARS/SOP R@1 and NMI side by side, one row per display name."""
     by_dataset = {dataset: {} for dataset in SHARED_DATASETS}
+    names = display_names(results)
     for group in sorted(results):
         if results[group].dataset in by_dataset:
-            by_dataset[results[group].dataset][table_name(group)] = results[group]
+            by_dataset[results[group].dataset][names[group]] = results[group]
     names = set().union(*(named.keys() for named in by_dataset.values()))
     prefix_rank = {prefix: rank for rank, prefix in enumerate(PREFIX_ORDER)}
 

@@ -8,6 +8,7 @@ import os
 import re
 import sys
 
+from utilities.atomic import WriteError
 from utilities.sweep import children
 from utilities.sweep.commands import CommandsError, read_commands
 from utilities.sweep.local import make_slots, run_local, slot_label
@@ -97,7 +98,21 @@ def log_paths(runs, sweep_folder):
     return result
 
 
+EXIT_WRITE_ERROR = 74   # sysexits' EX_IOERR, as the trainers
+
+
 def main(argv=None):
+    """Exit status: 0 all done, 1 some failed, 2 bad input, 74 a file of the sweep could not be written
+    (the state file, a log), 128 + N stopped by signal N."""
+    try:
+        return run_sweep(argv)
+    except WriteError as error:
+        print('error: {}; the runs in flight were stopped, rerun the same command to resume once that is fixed.'
+              .format(error), file=sys.stderr)
+        return EXIT_WRITE_ERROR
+
+
+def run_sweep(argv=None):
     options = build_parser().parse_args(argv)
     sweep_folder = os.path.abspath(options.sweep_dir or os.path.join(
         'Sweeps', os.path.splitext(os.path.basename(options.commands_file))[0]))

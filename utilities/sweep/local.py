@@ -10,6 +10,7 @@ import signal
 import subprocess
 import time
 
+from utilities.atomic import WriteError
 from utilities.sweep import children
 from utilities.sweep.plan import SUMMARY, clear_half_folder
 from utilities.sweep.progress import clock
@@ -52,6 +53,9 @@ def outcome(returncode, folder, stopped):
     return 'failed', 'exit {}'.format(returncode)
 
 
+STOP_GRACE = 30.0   # seconds a run gets to stop after SIGTERM when the launcher cannot go on
+
+
 def launch(item, slot, python, state, progress, threads_per_cpu_slot=1):
     run, record, action = item
     if action == 'restart':
@@ -63,15 +67,23 @@ def launch(item, slot, python, state, progress, threads_per_cpu_slot=1):
     os.makedirs(os.path.dirname(record['log']), exist_ok=True)
     # recorded before the child exists: a launcher killed right after the fork still owns the folder
     state.start_attempt(record, action, slot=slot_label(slot))
-    with open(record['log'], 'a') as log:
+    try:
+        log = open(record['log'], 'a')
         log.write('# sweep: {} attempt {} on {} at {}: {}\n'.format(
             action, len(record['attempts']), slot_label(slot), time.strftime('%Y-%m-%d %H:%M:%S'),
             ' '.join(argv)))
         log.flush()
+    except OSError as error:   # a full disk or a quota: the launcher stops with one line
+        raise WriteError(record['log'], error) from error
+    with log:
         process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                    env=env, preexec_fn=children.preexec_function())
     record['attempts'][-1].update(pid=process.pid, pid_ticks=children.start_ticks(process.pid))
-    state.save()
+    try:
+        state.save()
+    except BaseException:   # the state cannot record this run: it must not outlive the launcher
+        stop_all({0: (item, process, time.time())}, STOP_GRACE)
+        raise
     progress.event('{:7} [{}] {}'.format(action, slot_label(slot), run.folder))
     return process
 
@@ -108,6 +120,9 @@ def run_local(queue, slot_values, python, state, progress, counts, grace=30.0, p
                 break
             progress.show(counts, [time.time() - s for _, _, s in running.values()])
             time.sleep(poll)
+    except BaseException:
+        stop_all(running, grace)   # e.g. the state file cannot be written: no run outlives the launcher
+        raise
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -116,6 +131,19 @@ def run_local(queue, slot_values, python, state, progress, counts, grace=30.0, p
         progress.event('sweep: stopped by signal {}; rerun the same command to resume.'.format(stop.signum))
         return 128 + stop.signum
     return 1 if counts['failed'] else 0
+
+
+def stop_all(running, grace):
+    """SIGTERM to every running child's group (each saves nothing half-written and stops resumable), then
+    SIGKILL after `grace` seconds."""
+    for _, process, _ in running.values():
+        signal_group(process, signal.SIGTERM)
+    deadline = time.time() + grace
+    for _, process, _ in running.values():
+        try:
+            process.wait(max(0.0, deadline - time.time()))
+        except subprocess.TimeoutExpired:
+            signal_group(process, signal.SIGKILL)
 
 
 def forward(stop, running, grace):
