@@ -45,7 +45,7 @@ def test_groups_seeds_and_losses():
     assert {'CUBlsd_ProxyAnchor', 'CARSlsd_ProxyAnchor', 'SOPlsd_ProxyAnchor'} <= set(groups)
     baseline = {g for g in groups if re.match(r'^(CUB|CARS|SOP)(vit)?_', g)}
     twins = {g.replace('lsd_', '_') for g in groups if 'lsd_' in g}
-    assert baseline == twins and len(baseline) == (12 if VIT_FLAGS_EXIST else 9)
+    assert baseline == twins and len(baseline) == (15 if VIT_FLAGS_EXIST else 9)
 
 
 def test_the_sweep_dry_run_lists_every_run(tmp_path, capsys):

@@ -20,8 +20,10 @@ RECORDED = ['--dataset', 'digits', '--arch', 'resnet18_normalize', '--not_pretra
             '--evaluation_metrics', 'e_recall@1', 'e_recall@5', 'nmi', 'mAP_c']
 
 
-def train(tmp_path, name, *args):
+def train(tmp_path, name, *args, threads=None):
     env = dict(os.environ, PYTHONWARNINGS='ignore')
+    if threads:
+        env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     result = subprocess.run([sys.executable, 'main.py', *args, '--save_path', str(tmp_path), '--savename', name],
                             cwd=ROOT, capture_output=True, text=True, env=env, timeout=1200)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -40,12 +42,16 @@ def logs(folder):
 # units, give other last digits, and training amplifies them; a different augmentation draw, sampler order or
 # initialisation (what this test guards) moves the epoch-mean losses by percents and the metrics by far more
 # than these bounds.
+# The thread count changes the order of float32 sums too (1 thread instead of 2 moved a gradient statistic of
+# this run by 1.7 %): the run uses the 2 threads it was recorded with, on any machine.
+RECORDED_THREADS = 2
 LOSS_RELATIVE_TOLERANCE = 1e-3     # epoch means of losses and gradient statistics
 METRIC_TOLERANCE = 0.01            # recall, NMI, mAP_c (1/896 per query of recall)
 
 
 def test_reference_pipeline_in_float32_reproduces_the_previous_release(tmp_path):
-    folder = train(tmp_path, 'r', *RECORDED, '--data_pipeline', 'reference', '--amp', 'off')
+    folder = train(tmp_path, 'r', *RECORDED, '--data_pipeline', 'reference', '--amp', 'off',
+                   threads=RECORDED_THREADS)
     expected, got = logs(PREVIOUS_RELEASE), logs(folder)
     assert set(expected) <= set(got)
     for name, rows in expected.items():
@@ -74,17 +80,64 @@ def test_evaluate_every_and_eval_cache_leave_training_and_metrics_unchanged(tmp_
     assert compared >= 10
 
 
+def test_a_bf16_training_step_of_the_readme_network_follows_the_float32_step():
+    """One step of the README's network (resnet18_normalize, 8-d) on a digits-sized batch, under bf16 autocast
+    and in float32, from the same weights on the same images, with a loss that mines nothing
+    (multisimilarity): the embeddings agree to bf16's precision, the loss is float32 and close, and the
+    backbone gradient points the same way. A bf16 path that broke the forward, the cast to float32 before the
+    loss, or the backward misses these by far."""
+    import torch
+    import architectures
+    import criteria
+    import parameters
+    from training.precision import Precision
+    opt = parameters.read_arguments(['--arch', 'resnet18_normalize', '--not_pretrained', '--embed_dim', '8',
+                                     '--loss', 'multisimilarity'])
+    torch.manual_seed(0)
+    model = architectures.select(opt.arch, opt)
+    model.train()
+    images = torch.rand(40, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    labels = torch.arange(10).repeat_interleave(4)
+    objective, _ = criteria.build_objective('multisimilarity', opt, n_classes=10)
+    results = {}
+    for amp in ('off', 'bf16'):
+        precision = Precision(amp, 'off', torch.device('cpu'))
+        model.zero_grad()
+        with precision.autocast():
+            embeddings = model(images)[0]
+        embeddings = embeddings.float()
+        total, _ = objective(embeddings, labels)
+        precision.backward(total)
+        gradient = torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
+        results[amp] = (embeddings.detach(), total.detach(), gradient.clone())
+    (e32, loss32, g32), (e16, loss16, g16) = results['off'], results['bf16']
+    assert loss16.dtype == torch.float32 and torch.isfinite(loss16)
+    assert torch.nn.functional.cosine_similarity(e16, e32, dim=1).min() > 0.99
+    assert float(loss16) == pytest.approx(float(loss32), rel=0.05)
+    assert float(torch.nn.functional.cosine_similarity(g16, g32, dim=0)) > 0.9
+
+
+# bf16 rounds the embeddings to 3 significant digits, so the distance miner already draws other triplets at
+# the first step (its gradient L2 was 16 % from float32's here), and CPUs with and without native bf16
+# instructions round differently: the bounds are those of a run that trains like float32 (measured here after
+# epoch 0: Test R@1 0.578 vs 0.619), with a wide margin. A bf16 path that broke the loss, the gradient or the
+# evaluation (NaN, zero gradients, losses computed in bf16) misses them by far. bf16 convolutions on a CPU
+# without bf16 instructions are slow (this run alone took longer than the rest of the suite), so the whole run
+# is opt-in: DML_SLOW_TESTS=1; the step above always runs.
+BF16_FIRST_STEP_RELATIVE_TOLERANCE = 0.4
+BF16_RECALL_TOLERANCE = 0.1
+
+
+@pytest.mark.skipif(os.environ.get('DML_SLOW_TESTS') != '1', reason='slow on a CPU: set DML_SLOW_TESTS=1')
 def test_bf16_on_the_cpu_trains_the_readme_run_close_to_float32(tmp_path, finished_run):
-    """The README's main job, float32 (the shared run) against bf16 autocast: the first step's gradient agrees
-    to bf16's precision, and the run trains as well. Both bounds hold with a wide margin on any CPU (measured
-    here: see the README); a bf16 path that broke the loss, the gradient or the evaluation misses them by far."""
-    args = FINISHED_RUN_ARGS[:FINISHED_RUN_ARGS.index('--evaluation_metrics')] + ['--evaluation_metrics', 'e_recall@1']
-    bf16 = logs(train(tmp_path, 'bf16', *args, '--amp', 'bf16'))
-    float32 = logs(finished_run)
-    first_step = {name: float(run['Data_Model Grad_L2.csv'][1][0]) for name, run in (('bf16', bf16), ('float32', float32))}
-    final = {name: float(run['Data_Test_discriminative_e_recall.csv'][-1][0])
-             for name, run in (('bf16', bf16), ('float32', float32))}
+    """The README's main job for 2 epochs, float32 (the shared run) against bf16 autocast."""
+    runs = {'bf16': logs(train(tmp_path, 'bf16', *FINISHED_RUN_ARGS, '--amp', 'bf16')), 'float32': logs(finished_run)}
+    first_step = {name: float(run['Data_Model Grad_L2.csv'][1][0]) for name, run in runs.items()}
+    recall = {name: [float(row[0]) for row in run['Data_Test_discriminative_e_recall.csv'][1:]]
+              for name, run in runs.items()}
     print('first-step gradient L2: float32 {float32:.6f}, bf16 {bf16:.6f}'.format(**first_step))
-    print('final Test R@1: float32 {float32:.4f}, bf16 {bf16:.4f}'.format(**final))
-    assert first_step['bf16'] == pytest.approx(first_step['float32'], rel=0.05)
-    assert abs(final['bf16'] - final['float32']) <= 0.05
+    print('Test R@1 per epoch: float32 {float32}, bf16 {bf16}'.format(**recall))
+    assert first_step['bf16'] == pytest.approx(first_step['float32'], rel=BF16_FIRST_STEP_RELATIVE_TOLERANCE)
+    assert len(recall['bf16']) == len(recall['float32']) == 2
+    for bf16, float32 in zip(recall['bf16'], recall['float32']):
+        assert abs(bf16 - float32) <= BF16_RECALL_TOLERANCE
