@@ -13,21 +13,10 @@ import datasampler
 import synthetic_data
 from datasampler import storage
 from training import loop
+from tiny_backbone import TinyBackbone
 
 SAMPLERS = ['class_random', 'full_random', 'greedy_coreset', 'd2_coreset', 'disthist_batchmatch', 'fid_batchmatch']
 BS, EMBED_DIM = 8, 16
-
-
-class TinyBackbone(torch.nn.Module):
-    """Average-pools the image to 4×4 and embeds it linearly; returns (embedding, features) like the backbones."""
-
-    def __init__(self, embed_dim):
-        super().__init__()
-        self.last_linear = torch.nn.Linear(48, embed_dim)
-
-    def forward(self, images):
-        pooled = torch.nn.functional.adaptive_avg_pool2d(images, 4).flatten(1)
-        return torch.nn.functional.normalize(self.last_linear(pooled), dim=-1), (pooled, None)
 
 
 @pytest.fixture(scope='module')

@@ -8,7 +8,6 @@ import os
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 import architectures
 import synthetic_retrieval_data as generated
@@ -16,20 +15,9 @@ from datasets import inshop
 from evaluation import checkpoint_eval
 from query_gallery_bruteforce import brute_force
 from training import loop
+from tiny_backbone import TinyBackbone
 
 METRICS = ['e_recall@1', 'e_recall@2', 'e_recall@10', 'e_recall@20', 'mAP@R', 'mAP_c', 'nmi']
-
-
-class TinyBackbone(torch.nn.Module):
-    """Average-pools the image to 4×4 and embeds it linearly; returns (embedding, features) like the backbones."""
-
-    def __init__(self, embed_dim):
-        super().__init__()
-        self.last_linear = torch.nn.Linear(48, embed_dim)
-
-    def forward(self, images):
-        pooled = torch.nn.functional.adaptive_avg_pool2d(images, 4).flatten(1)
-        return torch.nn.functional.normalize(self.last_linear(pooled), dim=-1), (pooled, None)
 
 
 def argv(source, save_path):
