@@ -6,7 +6,9 @@
     python bench/gpu_epoch.py --tiny --arch timm/test_vit_normalize --input_size 64  # a tiny ViT on the CPU
 
 reference: --amp off --channels_last off --data_pipeline reference --eval_cache none (fp32, PIL pipeline)
-fast:      --amp bf16 --channels_last on --data_pipeline fast --eval_cache gpu (cpu without CUDA)
+fast:      --amp bf16 --channels_last on --data_pipeline fast --eval_cache gpu (without CUDA: --amp off and
+           --eval_cache cpu, see --fast_amp; bf16 autocast on a CPU without bf16 units is emulated, measured 10x
+           slower than float32 on a 2-core EPYC: that times the CPU's emulation, not the pipeline)
 
 Each mode is a fresh process running main_original.py, so start-up, worker pools and CUDA memory are its
 own. Per phase it prints wall seconds and images/s: training (the 'time' the trainer logs in
@@ -52,6 +54,8 @@ def build_parser():
     parser.add_argument('--kernels', type=int, default=None, help='Data workers (cpu count; tiny 0).')
     parser.add_argument('--epochs', type=int, default=1, help='Epochs per mode (1).')
     parser.add_argument('--modes', nargs='+', default=['reference', 'fast'], choices=sorted(MODES))
+    parser.add_argument('--fast_amp', default='auto', choices=['auto', 'bf16', 'fp16', 'off'],
+                        help='--amp of the fast mode (auto: bf16 with CUDA, off without).')
     parser.add_argument('--workdir', default=None, help='Keep the tree and the run folders here.')
     parser.add_argument('--json', default=None, help='Also write the figures to this JSON file.')
     return parser
@@ -168,6 +172,8 @@ def run_mode(mode, args, source, save, cuda):
     flags = list(MODES[mode])
     if mode == 'fast' and not cuda:
         flags[flags.index('--eval_cache') + 1] = 'cpu'  # no GPU memory to cache in
+    if mode == 'fast':
+        flags[flags.index('--amp') + 1] = args.fast_amp if args.fast_amp != 'auto' else 'bf16' if cuda else 'off'
     trainer_argv = ['--dataset', 'cub200', '--source_path', source, '--save_path', save, '--savename', mode,
                     '--arch', args.arch, '--not_pretrained', '--bs', str(args.bs), '--samples_per_class', '2',
                     '--loss', 'margin', '--batch_mining', 'distance', '--n_epochs', str(args.epochs),

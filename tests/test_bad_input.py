@@ -11,8 +11,9 @@ import torch
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, 'tests'))
 import synthetic_data  # noqa: E402
+from conftest import TINY_NETWORK, run_trainer_in_process  # noqa: E402
 
-DIGITS = ['--dataset', 'digits', '--arch', 'resnet18_normalize', '--not_pretrained', '--bs', '40',
+DIGITS = ['--dataset', 'digits', *TINY_NETWORK, '--not_pretrained', '--bs', '40',
           '--samples_per_class', '4', '--kernels', '0', '--embed_dim', '8', '--seed', '0',
           '--loss', 'margin_lsd', '--batch_mining', 'distance', '--kd_alpha', '20',
           '--evaluation_metrics', 'e_recall@1', '--no_train_metrics']
@@ -62,7 +63,8 @@ def test_resume_state_stores_the_teacher_snapshot_once(finished_run):
 
 
 def test_diverging_training_names_epoch_and_iteration(tmp_path):
-    result = run(DIGITS + ['--n_epochs', '1', '--lr', '1e12', '--save_path', str(tmp_path), '--savename', 'r'])
+    result = run_trainer_in_process(DIGITS + ['--n_epochs', '1', '--lr', '1e12', '--save_path', str(tmp_path),
+                                              '--savename', 'r'])
     line = assert_one_line(result, 3, 'diverged', 'epoch 0', 'iteration', '--lr')
     assert 'non-finite' in line
 
@@ -95,7 +97,7 @@ def test_ctrl_c_says_where_it_stopped_and_the_run_resumes(tmp_path):
 
 
 def test_embed_dim_zero_is_a_start_up_error(tmp_path):
-    result = run(DIGITS + ['--embed_dim', '0', '--save_path', str(tmp_path)])
+    result = run_trainer_in_process(DIGITS + ['--embed_dim', '0', '--save_path', str(tmp_path)])
     assert_one_line(result, 2, '--embed_dim')
     assert not os.listdir(tmp_path)
 
@@ -106,9 +108,8 @@ def test_corrupt_image_names_the_file(tmp_path, kernels):
     victim = sorted(glob.glob(str(tmp_path / 'data' / 'cub200' / 'images' / '001.*' / '*.jpg')))[0]
     with open(victim, 'wb') as handle:
         handle.write(b'\xff\xd8 this is not a JPEG')
-    args = ['--dataset', 'cub200', '--source', str(tmp_path / 'data'), '--arch', 'resnet18_normalize',
-            '--not_pretrained', '--bs', '4', '--samples_per_class', '2', '--kernels', kernels, '--embed_dim', '8',
-            '--loss', 'triplet', '--n_epochs', '1', '--evaluation_metrics', 'e_recall@1',
+    args = ['--dataset', 'cub200', '--source', str(tmp_path / 'data'), *TINY_NETWORK, '--not_pretrained',
+            '--bs', '4', '--samples_per_class', '2', '--kernels', kernels, '--embed_dim', '8', '--loss', 'triplet', '--n_epochs', '1', '--evaluation_metrics', 'e_recall@1',
             '--save_path', str(tmp_path / 'out'), '--savename', 'r']
     result = run(args, script='main_original.py')
     assert_one_line(result, 2, victim)
@@ -124,19 +125,21 @@ def test_resume_of_a_truncated_file_names_it(finished_run, tmp_path, victim):
         head = handle.read(200)
     with open(path, 'wb') as handle:
         handle.write(head)
-    result = run(['--resume', copy])
+    result = run(['--resume', copy]) if victim == 'hypa.pkl' else run_trainer_in_process(['--resume', copy])
     assert_one_line(result, 2, path, 'unreadable')
 
 
-def test_missing_dataset_with_log_online_creates_no_folder_and_no_wandb_run(tmp_path):
-    env = {'WANDB_MODE': 'offline', 'WANDB_DIR': str(tmp_path / 'wandb_dir'), 'WANDB_SILENT': 'true'}
-    result = run(['--dataset', 'cub200', '--source', str(tmp_path / 'nodata'), '--arch', 'resnet18',
-                  '--not_pretrained', '--kernels', '0', '--log_online', '--group', 'G',
-                  '--save_path', str(tmp_path / 'out')], env=env)
+def test_missing_dataset_with_log_online_creates_no_folder_and_no_wandb_run(tmp_path, monkeypatch):
+    for name, value in {'WANDB_MODE': 'offline', 'WANDB_DIR': str(tmp_path / 'wandb_dir'),
+                        'WANDB_SILENT': 'true'}.items():
+        monkeypatch.setenv(name, value)
+    result = run_trainer_in_process(['--dataset', 'cub200', '--source', str(tmp_path / 'nodata'), '--arch',
+                                     'resnet18', '--not_pretrained', '--kernels', '0', '--log_online', '--group',
+                                     'G', '--save_path', str(tmp_path / 'out')])
     assert_one_line(result, 2, 'cub200')
     assert not os.path.exists(tmp_path / 'out') and not os.path.exists(tmp_path / 'wandb_dir')
 
 
 def test_unwritable_save_path_names_the_flag(tmp_path):
-    result = run(DIGITS + ['--n_epochs', '1', '--save_path', '/proc/forbidden'])
+    result = run_trainer_in_process(DIGITS + ['--n_epochs', '1', '--save_path', '/proc/forbidden'])
     assert_one_line(result, 2, '--save_path /proc/forbidden')

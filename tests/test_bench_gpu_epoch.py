@@ -31,6 +31,10 @@ def test_tiny_run_reports_every_phase_of_both_modes(tmp_path):
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     for line in ['=== reference mode', '=== fast mode', 'goal fast epoch <= 0.5 x reference epoch']:
         assert line in result.stdout
+    fast_command = [line for line in result.stdout.splitlines() if line.startswith('=== fast mode')][0]
+    import torch
+    # without CUDA the fast mode runs float32 (bf16 autocast on a CPU times the CPU's emulation)
+    assert ('--amp bf16' if torch.cuda.is_available() else '--amp off') in fast_command
     summary = json.loads(summary_path.read_text())
     for mode in ('reference', 'fast'):
         for phase in PHASES:

@@ -10,9 +10,10 @@ import pytest
 import torch
 
 from training import loop
+from conftest import TINY_NETWORK, run_trainer_in_process
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-FAST = ['--dataset', 'digits', '--arch', 'resnet18_normalize', '--not_pretrained', '--bs', '40',
+FAST = ['--dataset', 'digits', *TINY_NETWORK, '--not_pretrained', '--bs', '40',
         '--samples_per_class', '4', '--kernels', '0', '--embed_dim', '32', '--lr', '0.001', '--seed', '3']
 
 
@@ -58,7 +59,7 @@ def baseline_run(tmp_path_factory):
 @pytest.fixture(scope='module')
 def lsd_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp('lsd')
-    run = train(tmp, '--loss', 'triplet_lsd', '--batch_mining', 'distance', '--kd_alpha', '50')
+    run = train(tmp, '--loss', 'triplet_lsd', '--batch_mining', 'distance', '--kd_alpha', '50', '--no_train_metrics')
     return run
 
 
@@ -183,18 +184,19 @@ def run_script(script, *args):
                           env=env, timeout=300)
 
 
-@pytest.mark.parametrize('script,args,needle', [
-    ('main.py', ['--bs', '10', '--samples_per_class', '3'], 'Batchsize needs to fit'),
-    ('main_original.py', ['--bs', '10', '--samples_per_class', '3'], 'Batchsize needs to fit'),
-    ('main_original.py', ['--loss', 'triplet_lsd'], 'main.py'),
-    ('main.py', ['--arch', 'vgg16'], '--arch'),
-    ('main.py', ['--optim', 'rmsprop'], 'Optimizer rmsprop not available'),
-    ('main.py', ['--storage_metrics', 'nmi', '--evaluation_metrics', 'e_recall@1'], '--storage_metrics'),
-    ('main.py', ['--dataset', 'cub200', '--arch', 'resnet18', '--not_pretrained'], 'cub200'),
+@pytest.mark.parametrize('script,args,needle,process', [
+    ('main.py', ['--bs', '10', '--samples_per_class', '3'], 'Batchsize needs to fit', 'fresh'),
+    ('main_original.py', ['--bs', '10', '--samples_per_class', '3'], 'Batchsize needs to fit', 'this'),
+    ('main_original.py', ['--loss', 'triplet_lsd'], 'main.py', 'fresh'),
+    ('main.py', ['--arch', 'vgg16'], '--arch', 'this'),
+    ('main.py', ['--optim', 'rmsprop'], 'Optimizer rmsprop not available', 'this'),
+    ('main.py', ['--storage_metrics', 'nmi', '--evaluation_metrics', 'e_recall@1'], '--storage_metrics', 'this'),
+    ('main.py', ['--dataset', 'cub200', '--arch', 'resnet18', '--not_pretrained'], 'cub200', 'this'),
 ])
-def test_bad_input_is_one_line_and_creates_nothing(tmp_path, script, args, needle):
-    result = run_script(script, '--save_path', str(tmp_path / 'out'), '--source', str(tmp_path / 'nodata'),
-                        '--kernels', '0', *args)
+def test_bad_input_is_one_line_and_creates_nothing(tmp_path, script, args, needle, process):
+    """Each script in a fresh process once; the other cases call the same main() in this process."""
+    args = ['--save_path', str(tmp_path / 'out'), '--source', str(tmp_path / 'nodata'), '--kernels', '0', *args]
+    result = run_script(script, *args) if process == 'fresh' else run_trainer_in_process(args, script)
     assert result.returncode == 2
     error_lines = [line for line in result.stderr.splitlines() if line.startswith('error:')]
     assert len(error_lines) == 1 and needle in error_lines[0] and 'Traceback' not in result.stderr
