@@ -174,3 +174,26 @@ def interrupted_sweep(tmp_path_factory):
         with open(record, 'wb') as handle:
             pickle.dump(result, handle)
         return result
+
+
+# Scheduling under pytest-xdist (pytest.ini: --dist loadgroup --no-loadscope-reorder). A test file is one unit of
+# work, so its module fixtures are built once; files that share a trained run above form one unit, so one worker
+# trains it while the other works instead of waiting on its lock. Units are handed out in collection order:
+# the long ones first (measured, slowest first), so that no long unit starts when the other worker is done.
+SHARED_RUN_UNITS = {'test_sweep': 'interrupted_sweep', 'test_result_evaluations': 'interrupted_sweep',
+                    'test_resume': 'three_epoch_run', 'test_speed_flags': 'three_epoch_run',
+                    'test_bad_input': 'finished_run', 'test_evaluate': 'finished_run'}
+LONG_UNITS_FIRST = ['test_distributed_training', 'three_epoch_run', 'interrupted_sweep', 'finished_run',
+                    'test_training', 'test_training_timm', 'test_distributed', 'test_bench_gpu_epoch',
+                    'test_batch_mining_distributions', 'test_distributed_memory']
+
+
+def pytest_collection_modifyitems(config, items):
+    def unit(item):
+        module = os.path.splitext(os.path.basename(str(item.fspath)))[0]
+        return SHARED_RUN_UNITS.get(module, module)
+
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group(unit(item)))
+    rank = {name: position for position, name in enumerate(LONG_UNITS_FIRST)}
+    items.sort(key=lambda item: rank.get(unit(item), len(rank)))   # stable: the rest keep their order
