@@ -188,6 +188,7 @@ LONG_UNITS_FIRST = ['test_distributed_training', 'three_epoch_run', 'interrupted
                     'test_batch_mining_distributions', 'test_distributed_memory']
 
 
+@pytest.hookimpl(tryfirst=True)   # before pytest-xdist's own hook, which reads the marks into the node ids
 def pytest_collection_modifyitems(config, items):
     def unit(item):
         module = os.path.splitext(os.path.basename(str(item.fspath)))[0]
