@@ -9,11 +9,12 @@
 # (--use_tv_split --tv_split_by_samples; a split by classes would leave 1 of the 5 training digits for
 # validation, which cannot rank), and the epoch is picked by Val mAP@R (--storage_metrics mAP_c; Val R@1 of
 # seen digits reaches 1.0 within a few epochs and would pick the first epoch that ties).
-# 3 epochs per run (the README's main command trains 8): about 1-1.5 minutes per run on one CPU core.
+# 3 epochs per run (the README's main command trains 8): about a minute per run on one free CPU core (measured
+# 41-81 s, median 52 s), the whole file about 50 minutes with --slots 2 on 2 cores (docs/digits_protocol.md).
 #
 #   python -m utilities.sweep Digits_Runs.sh --slots 2
 #   python Result_Evaluations.py --source local --path Sweeps/Digits_Runs --min_length 0 --selection best_val \
-#          --columns R@1 R@5 NMI F1 mAP@R --out Sweeps/Digits_Runs/tables
+#          --columns R@1 R@5 NMI F1 mAP@R Max_Epoch Seeds --out Sweeps/Digits_Runs/tables
 #
 # (bash Digits_Runs.sh also runs it, one run after another.)
 
