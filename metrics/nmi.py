@@ -1,5 +1,4 @@
 """NMI of the k-means cluster labels against the classes (scikit-learn, arithmetic normalisation, as the reference)."""
-from sklearn.metrics import normalized_mutual_info_score
 
 
 class Metric:
@@ -8,4 +7,6 @@ class Metric:
         self.requires = ['kmeans_nearest_cosine' if cosine else 'kmeans_nearest', 'target_labels']
 
     def __call__(self, cluster_labels, target_labels):
+        # imported here: scikit-learn (with SciPy) takes ~2 s to import, which a run without NMI need not pay
+        from sklearn.metrics import normalized_mutual_info_score
         return float(normalized_mutual_info_score(cluster_labels.cpu().numpy(), target_labels.cpu().numpy()))

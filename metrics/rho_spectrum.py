@@ -7,7 +7,6 @@ k = 0 returns the normalised spectrum p (an array); k < 0 gives KL(p || uniform)
 after dropping the first |k| - 1 values.
 """
 import numpy as np
-from scipy.stats import entropy
 
 
 class Metric:
@@ -18,6 +17,7 @@ class Metric:
         self.requires = ['singular_values']
 
     def __call__(self, singular_values):
+        from scipy.stats import entropy   # imported here: SciPy's stats take ~1.3 s to import
         s = np.asarray(singular_values, dtype=np.float64)
         n_components = (self.embed_dim or len(s)) - 1
         s = np.concatenate([s[:n_components], np.zeros(max(0, n_components - len(s)))])
