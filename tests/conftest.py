@@ -52,6 +52,25 @@ THREE_EPOCH_RUN_ARGS = ['--dataset', 'digits', *TINY_NETWORK, '--not_pretrained'
                         '--n_epochs', '3', '--tau', '2', '--gamma', '0.5', '--no_train_metrics']
 
 
+def clean_environment(**extra):
+    """The environment of a trainer process a test starts: one thread, no torchrun variables inherited from
+    an outer launch, no DML_TRACEBACK; plus `extra`."""
+    env = dict(os.environ, PYTHONWARNINGS='ignore', OMP_NUM_THREADS='1', **extra)
+    for name in ('RANK', 'WORLD_SIZE', 'LOCAL_RANK', 'MASTER_ADDR', 'MASTER_PORT', 'DML_TRACEBACK'):
+        env.pop(name, None)
+    return env
+
+
+def csv_logs(folder, prefix=''):
+    """{file name: rows} of a run folder's CSV_Logs whose names start with `prefix`."""
+    import csv
+    logs = {}
+    for path in sorted(glob.glob(os.path.join(folder, 'CSV_Logs', prefix + '*.csv'))):
+        with open(path, newline='') as handle:
+            logs[os.path.basename(path)] = list(csv.reader(handle))
+    return logs
+
+
 def run_trainer_in_process(args, script='main.py'):
     """`python <script> args` in this process, for errors raised before any training: the same `main()` the
     scripts call, without a fresh interpreter's imports (3-8 s a process on these machines). A few cases in

@@ -1,6 +1,5 @@
 """torchrun with two CPU processes (gloo) trains what one process trains: the same global batches, the same
 miner draws, the gradient of the whole batch, BatchNorm over the global batch; one run folder, written once."""
-import csv
 import glob
 import os
 import subprocess
@@ -9,6 +8,8 @@ import time
 
 import pytest
 
+from conftest import clean_environment, csv_logs
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ARGS = ['--dataset', 'digits', '--not_pretrained', '--bs', '40', '--samples_per_class', '4', '--kernels', '0',
         '--embed_dim', '16', '--optim', 'sgd', '--lr', '0.05', '--seed', '2', '--loss', 'multisimilarity_lsd', '--kd_alpha', '20',
@@ -16,30 +17,15 @@ ARGS = ['--dataset', 'digits', '--not_pretrained', '--bs', '40', '--samples_per_
         'mAP_c', '--savename', 'run']   # --arch and --n_epochs per test
 
 
-def environment(**extra):
-    env = dict(os.environ, PYTHONWARNINGS='ignore', OMP_NUM_THREADS='1', **extra)
-    for name in ('RANK', 'WORLD_SIZE', 'LOCAL_RANK', 'MASTER_ADDR', 'MASTER_PORT', 'DML_TRACEBACK'):
-        env.pop(name, None)
-    return env
-
-
 def single(*args, env=None):
     return subprocess.run([sys.executable, 'main.py'] + list(args), cwd=ROOT, capture_output=True, text=True,
-                          env=environment(**(env or {})), timeout=900)
+                          env=clean_environment(**(env or {})), timeout=900)
 
 
 def torchrun(*args, env=None, script='main.py'):
     command = [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', '2', script]
     return subprocess.run(command + list(args), cwd=ROOT, capture_output=True, text=True,
-                          env=environment(**(env or {})), timeout=900)
-
-
-def csv_logs(folder, prefix):
-    logs = {}
-    for path in sorted(glob.glob(os.path.join(folder, 'CSV_Logs', prefix + '*.csv'))):
-        with open(path, newline='') as handle:
-            logs[os.path.basename(path)] = list(csv.reader(handle))
-    return logs
+                          env=clean_environment(**(env or {})), timeout=900)
 
 
 def assert_metrics_close(folder_a, folder_b, tolerance):

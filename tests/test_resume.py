@@ -1,5 +1,4 @@
 """A run SIGKILLed during epoch 3 and resumed equals an uninterrupted 3-epoch run."""
-import csv
 import glob
 import os
 import subprocess
@@ -7,7 +6,7 @@ import sys
 
 import torch
 
-from conftest import THREE_EPOCH_RUN_ARGS
+from conftest import THREE_EPOCH_RUN_ARGS, csv_logs
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ARGS = THREE_EPOCH_RUN_ARGS   # the shared uninterrupted run (tests/conftest.py) is trained with these
@@ -15,14 +14,6 @@ ARGS = THREE_EPOCH_RUN_ARGS   # the shared uninterrupted run (tests/conftest.py)
 
 def run(*args):
     return subprocess.run([sys.executable] + list(args), cwd=ROOT, capture_output=True, text=True, timeout=600)
-
-
-def csv_logs(folder):
-    logs = {}
-    for path in sorted(glob.glob(os.path.join(folder, 'CSV_Logs', '*.csv'))):
-        with open(path, newline='') as handle:
-            logs[os.path.basename(path)] = list(csv.reader(handle))
-    return logs
 
 
 def test_kill_and_resume_equals_uninterrupted(tmp_path, three_epoch_run):

@@ -2,8 +2,6 @@
 AdamW, linear warm-up + cosine and gradient clipping (timm's tiny `test_vit`, random weights, 16 px so that it
 is one patch); that run is the reference of the resume, torchrun and evaluate.py checks. Without weights and
 offline, a pretrained timm name is the one-line error before any folder exists."""
-import csv
-import glob
 import os
 import pickle
 import subprocess
@@ -11,6 +9,8 @@ import sys
 
 import pytest
 import torch
+
+from conftest import clean_environment, csv_logs
 
 pytest.importorskip('timm')
 
@@ -23,24 +23,9 @@ ARGS = ['--dataset', 'digits', '--arch', ARCH, '--input_size', '16', '--not_pret
         '--no_train_metrics', '--evaluation_metrics', 'e_recall@1', '--savename', 'run']
 
 
-def environment(**extra):
-    env = dict(os.environ, PYTHONWARNINGS='ignore', OMP_NUM_THREADS='1', **extra)
-    for name in ('RANK', 'WORLD_SIZE', 'LOCAL_RANK', 'MASTER_ADDR', 'MASTER_PORT', 'DML_TRACEBACK'):
-        env.pop(name, None)
-    return env
-
-
 def run(*command, env=None):
     return subprocess.run([sys.executable] + list(command), cwd=ROOT, capture_output=True, text=True,
-                          env=environment(**(env or {})), timeout=600)
-
-
-def csv_logs(folder, prefix=''):
-    logs = {}
-    for path in sorted(glob.glob(os.path.join(folder, 'CSV_Logs', prefix + '*.csv'))):
-        with open(path, newline='') as handle:
-            logs[os.path.basename(path)] = list(csv.reader(handle))
-    return logs
+                          env=clean_environment(**(env or {})), timeout=600)
 
 
 def column(folder, file_name, name):
