@@ -132,3 +132,29 @@ def test_nearest_centroid_ties_go_to_the_lowest_index_as_in_faiss():
     x_t = torch.from_numpy(x)
     labels = _Assignment.search(x_t, (x_t * x_t).sum(1), torch.from_numpy(centroids)).labels
     np.testing.assert_array_equal(labels.numpy(), nearest(x, centroids))
+
+
+@pytest.mark.parametrize('clusters,labels', [
+    ([0, 0, 0, 0], [1, 1, 1, 1]),           # one group on both sides: 1
+    ([0, 1, 2, 3], [0, 0, 0, 0]),           # one class: no information, 0
+    ([0, 0, 0, 0], [0, 1, 2, 3]),           # one cluster: 0
+    ([5, 5, 9, 9], [1, 1, 0, 0]),           # the same partition, other names: 1
+    ([0, 1, 0, 1], [0, 0, 1, 1]),           # independent: 0
+    ([3], [7]),
+])
+def test_nmi_special_cases_are_scikit_learns(clusters, labels):
+    from sklearn.metrics import normalized_mutual_info_score
+    assert nmi.Metric()(torch.tensor(clusters), torch.tensor(labels)) == normalized_mutual_info_score(clusters, labels)
+
+
+@pytest.mark.parametrize('seed', range(6))
+def test_nmi_is_scikit_learns_number(seed):
+    """The reference's call, normalized_mutual_info_score(cluster labels, labels), the same float64 number, on
+    random labelings of many sizes."""
+    from sklearn.metrics import normalized_mutual_info_score
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(2, 3000))
+    labels = rng.integers(0, int(rng.integers(1, 60)), size=n)
+    clusters = np.where(rng.random(n) < rng.random(), labels * 7 + 3, rng.integers(0, int(rng.integers(1, 60)), size=n))
+    value = nmi.Metric()(torch.from_numpy(clusters), torch.from_numpy(labels))
+    assert value == normalized_mutual_info_score(clusters, labels)

@@ -73,3 +73,15 @@ def test_rho_spectrum_equals_the_references_truncated_svd(mode):
     p, uniform = s / s.sum(), np.full(len(s), 1 / len(s))
     expected = p if mode == 0 else entropy(p, uniform) if mode < 0 else entropy(uniform, p)
     np.testing.assert_allclose(value['rho_spectrum@{}'.format(mode)], expected, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize('seed', range(4))
+def test_rho_spectrum_relative_entropy_is_scipys(seed):
+    """The KL divergence of the spectrum, written out, against the reference's scipy.stats.entropy(p, q):
+    random vectors, zeros on either side (0 and infinite terms) and a NaN."""
+    from metrics.rho_spectrum import relative_entropy
+    rng = np.random.default_rng(seed)
+    p, q = rng.random(40) * rng.integers(0, 2, size=40), rng.random(40) + 0.01
+    for a, b in ((p, q), (q, p), (q, q[::-1]), (p, p), (np.append(q, np.nan), np.append(p, 1.0))):
+        expected = entropy(a, b)
+        assert relative_entropy(a, b) == pytest.approx(expected, rel=1e-13, abs=1e-15, nan_ok=True), (a, b)
