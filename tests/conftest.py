@@ -26,7 +26,7 @@ from filelock import FileLock  # noqa: E402
 # The network of the end-to-end tests that check what a trainer does around any network (outputs, logs, resume,
 # LSD identities, sweeps, errors): timm's tiny test ResNet (373k weights, BatchNorm) at the digits' 32 px trains
 # a digits epoch about 4 times faster than resnet18 (measured 4.1 s against 16.6 s on one core). The README's
-# resnet18_normalize keeps the shared README run, the recorded reference run and the data-parallel tests.
+# resnet18_normalize keeps the shared README run, the recorded reference run and the bf16 step.
 TINY_NETWORK = ['--arch', 'timm/test_resnet_normalize', '--input_size', '32']
 
 # Trained runs shared by the tests that only need *a* finished run. Each is trained once per test session,
