@@ -26,21 +26,24 @@ from filelock import FileLock  # noqa: E402
 # The network of the end-to-end tests that check what a trainer does around any network (outputs, logs, resume,
 # LSD identities, sweeps, errors): timm's tiny test ResNet (373k weights, BatchNorm) at the digits' 32 px trains
 # a digits epoch about 4 times faster than resnet18 (measured 4.1 s against 16.6 s on one core). The README's
-# resnet18_normalize keeps the shared README run, the recorded reference run and the bf16 step.
+# resnet18_normalize keeps the recorded reference run (tests/test_speed_flags.py: the README's main job but for
+# --kd_tau, one epoch) and the bf16 step.
 TINY_NETWORK = ['--arch', 'timm/test_resnet_normalize', '--input_size', '32']
 
 # Trained runs shared by the tests that only need *a* finished run. Each is trained once per test session,
 # also under pytest-xdist: the first worker that asks trains it under a file lock, the others reuse it.
 # Tests that change files of a shared run work on a copy.
 
-# The README's main job (tests/test_speed_flags.py trains its bf16 twin) for 2 epochs, with the metrics that
-# tests/test_evaluate.py re-evaluates, trained under umask 022 (tests/test_bad_input.py checks the modes).
-README_RUN_ARGS = ['--dataset', 'digits', '--arch', 'resnet18_normalize', '--not_pretrained', '--loss', 'margin_lsd',
-                   '--batch_mining', 'distance', '--kd_alpha', '50', '--kd_tau', '1', '--bs', '40',
-                   '--samples_per_class', '4', '--embed_dim', '8', '--lr', '0.0003', '--kernels', '0', '--seed', '0',
-                   '--no_train_metrics']
-FINISHED_RUN_ARGS = README_RUN_ARGS + ['--n_epochs', '2', '--evaluation_metrics', 'e_recall@1', 'e_recall@2', 'nmi',
-                                       'mAP_c']
+# The README's main job (its loss, miner, LSD settings and data) for 2 epochs on the tiny network, with the
+# metrics that tests/test_evaluate.py re-evaluates, trained under umask 022 (tests/test_bad_input.py checks
+# the modes).
+README_JOB_ARGS = ['--dataset', 'digits', '--not_pretrained', '--loss', 'margin_lsd', '--batch_mining', 'distance',
+                   '--kd_alpha', '50', '--kd_tau', '1', '--bs', '40', '--samples_per_class', '4', '--embed_dim', '8',
+                   '--lr', '0.0003', '--kernels', '0', '--seed', '0', '--no_train_metrics']   # all but --arch
+README_RUN_ARGS = README_JOB_ARGS + ['--arch', 'resnet18_normalize']
+FINISHED_RUN_ARGS = README_JOB_ARGS + [*TINY_NETWORK, '--n_epochs', '2', '--evaluation_metrics', 'e_recall@1',
+                                       'e_recall@2', 'nmi', 'mAP_c']
+
 
 # Three epochs of margin_lsd with a learned beta and a step of the learning-rate schedule, every default metric
 # on Test (the Train-set pass is the same evaluation of other images, checked by tests/test_training.py): the
@@ -117,7 +120,7 @@ def shared_run(tmp_path_factory, name, args, script='main.py', umask=0o022):
 
 @pytest.fixture(scope='session')
 def finished_run(tmp_path_factory):
-    """Path of the shared 2-epoch README-job run folder."""
+    """Path of the shared 2-epoch run folder of the README's job on the tiny network."""
     return shared_run(tmp_path_factory, 'finished_run', FINISHED_RUN_ARGS)
 
 

@@ -59,7 +59,8 @@ def test_resume_state_stores_the_teacher_snapshot_once(finished_run):
     assert all(torch.equal(state['teacher_snapshot'][k], v) for k, v in state['model'].items())
     optimizer_bytes = sum(v.numel() * v.element_size() for entry in state['optimizer']['state'].values()
                           for v in entry.values() if torch.is_tensor(v))
-    assert os.path.getsize(path) < 1.1 * (model_bytes + optimizer_bytes) + 2 ** 20
+    # a second copy of the weights would add model_bytes (seen: 90 kB besides the weights and Adam's moments)
+    assert os.path.getsize(path) < model_bytes + optimizer_bytes + model_bytes / 2
 
 
 def test_diverging_training_names_epoch_and_iteration(tmp_path):
