@@ -72,6 +72,9 @@ def basic_training_parameters(parser):
                         help='A checkpoint is written whenever one of these improves.')
     parser.add_argument('--evaltypes', nargs='+', default=['discriminative'], type=str,
                         help='Names of the embeddings to evaluate.')
+    parser.add_argument('--no_plots', action='store_true',
+                        help='Write no progression plots (Progression_Plots/*.svg: one per logged group, redrawn '
+                             'every epoch, ~0.1 s each); the CSV logs hold the same values.')
     parser.add_argument('--make_recall_plot', action='store_true',
                         help='Save the sample-recoveries figure of the test set at every evaluation.')
 

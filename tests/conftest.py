@@ -52,7 +52,7 @@ FINISHED_RUN_ARGS = README_JOB_ARGS + [*TINY_NETWORK, '--n_epochs', '2', '--eval
 THREE_EPOCH_RUN_ARGS = ['--dataset', 'digits', *TINY_NETWORK, '--not_pretrained', '--bs', '40',
                         '--samples_per_class', '4', '--kernels', '0', '--embed_dim', '32', '--lr', '0.001',
                         '--seed', '5', '--loss', 'margin_lsd', '--batch_mining', 'distance', '--kd_alpha', '20',
-                        '--n_epochs', '3', '--tau', '2', '--gamma', '0.5', '--no_train_metrics']
+                        '--n_epochs', '3', '--tau', '2', '--gamma', '0.5', '--no_train_metrics', '--no_plots']
 
 
 def clean_environment(**extra):
@@ -137,7 +137,7 @@ SWEPT_METRICS = ['e_recall@1', 'e_recall@5', 'nmi', 'f1', 'mAP_c', 'dists@intra'
                  'dists@intra_over_inter', 'rho_spectrum@-1', 'rho_spectrum@1', 'rho_spectrum@2', 'rho_spectrum@10']
 SWEPT_GROUPS = (('main_original.py', 'DIG_Triplet', 'triplet'), ('main.py', 'DIGlsd_Triplet', 'triplet_lsd'))
 SWEPT_DIGITS = ('--dataset digits ' + ' '.join(TINY_NETWORK) + ' --not_pretrained --kernels 0 --bs 32 --n_epochs 2 '
-                '--batch_mining distance --evaluation_metrics ' + ' '.join(SWEPT_METRICS))
+                '--batch_mining distance --no_plots --evaluation_metrics ' + ' '.join(SWEPT_METRICS))
 
 
 def sweep_state(folder):

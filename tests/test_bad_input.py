@@ -16,7 +16,7 @@ from conftest import TINY_NETWORK, run_trainer_in_process  # noqa: E402
 DIGITS = ['--dataset', 'digits', *TINY_NETWORK, '--not_pretrained', '--bs', '40',
           '--samples_per_class', '4', '--kernels', '0', '--embed_dim', '8', '--seed', '0',
           '--loss', 'margin_lsd', '--batch_mining', 'distance', '--kd_alpha', '20',
-          '--evaluation_metrics', 'e_recall@1', '--no_train_metrics']
+          '--evaluation_metrics', 'e_recall@1', '--no_train_metrics', '--no_plots']
 
 
 def run(args, umask=None, env=None, script='main.py'):

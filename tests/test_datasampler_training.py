@@ -57,7 +57,7 @@ def recorded(monkeypatch):
 def train(root, save_path, sampler, *extra, lsd=False):
     argv = ['--dataset', 'cub200', '--source', root, '--save_path', str(save_path), '--savename', sampler,
             '--arch', 'resnet18_normalize', '--not_pretrained', '--n_epochs', '2', '--bs', str(BS),
-            '--samples_per_class', '2', '--kernels', '0', '--embed_dim', str(EMBED_DIM), '--no_train_metrics',
+            '--samples_per_class', '2', '--kernels', '0', '--embed_dim', str(EMBED_DIM), '--no_train_metrics', '--no_plots',
             '--evaluation_metrics', 'e_recall@1', '--data_sampler', sampler, '--lr', '0.01'] + list(extra)
     if not lsd:
         argv += ['--loss', 'triplet']

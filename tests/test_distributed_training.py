@@ -14,7 +14,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ARGS = ['--dataset', 'digits', '--not_pretrained', '--bs', '40', '--samples_per_class', '4', '--kernels', '0',
         '--embed_dim', '16', '--optim', 'sgd', '--lr', '0.05', '--seed', '2', '--loss', 'multisimilarity_lsd', '--kd_alpha', '20',
         '--no_train_metrics', '--evaluation_metrics', 'e_recall@1', 'e_recall@4', 'nmi',
-        'mAP_c', '--savename', 'run']   # --arch and --n_epochs per test
+        'mAP_c', '--no_plots', '--savename', 'run']   # --arch and --n_epochs per test
 
 
 def single(*args, env=None):

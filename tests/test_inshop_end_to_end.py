@@ -24,7 +24,7 @@ def argv(source, save_path):
     return ['--dataset', 'inshop', '--source_path', source, '--save_path', save_path, '--savename', 'run',
             '--arch', 'resnet18_normalize', '--not_pretrained', '--loss', 'margin_lsd', '--batch_mining', 'distance',
             '--kd_alpha', '50', '--kd_tau', '1', '--n_epochs', '1', '--bs', '8', '--samples_per_class', '2',
-            '--embed_dim', '8', '--kernels', '0', '--seed', '0', '--no_train_metrics',
+            '--embed_dim', '8', '--kernels', '0', '--seed', '0', '--no_train_metrics', '--no_plots',
             '--evaluation_metrics'] + METRICS + ['--storage_metrics', 'e_recall@1']
 
 

@@ -59,7 +59,8 @@ def baseline_run(tmp_path_factory):
 @pytest.fixture(scope='module')
 def lsd_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp('lsd')
-    run = train(tmp, '--loss', 'triplet_lsd', '--batch_mining', 'distance', '--kd_alpha', '50', '--no_train_metrics')
+    run = train(tmp, '--loss', 'triplet_lsd', '--batch_mining', 'distance', '--kd_alpha', '50', '--no_train_metrics',
+                '--no_plots')
     return run
 
 
@@ -132,7 +133,8 @@ def test_lsd_snapshot_equals_the_student_after_the_last_epoch(lsd_run):
 
 
 def test_alpha_zero_lsd_reproduces_the_baseline(tmp_path, baseline_run):
-    folder = train_in_subprocess(tmp_path, '--loss', 'triplet_lsd', '--batch_mining', 'distance', '--kd_alpha', '0')
+    folder = train_in_subprocess(tmp_path, '--loss', 'triplet_lsd', '--batch_mining', 'distance', '--kd_alpha', '0',
+                                 '--no_plots')
     for log_key in ('Test', 'Train'):
         baseline = metric_rows(baseline_run, log_key)
         assert baseline and metric_rows(folder, log_key) == baseline
@@ -143,17 +145,19 @@ def test_alpha_zero_lsd_reproduces_the_baseline(tmp_path, baseline_run):
 def test_main_py_accepts_a_plain_loss_and_wandb_offline_never_writes_the_key(tmp_path, baseline_run):
     """main.py with a loss without _lsd trains the baseline (the baseline's first epoch, metric for metric),
     logging to W&B offline; the key given on the command line is nowhere on disk or in the output, and the
-    run folder is named after the group."""
+    run folder is named after the group. With --no_plots: no plot, the same logged values."""
     secret = 'f00dfeedcafe1234567890abcdef0123456789ab'
     env = dict(os.environ, WANDB_MODE='offline', WANDB_DIR=str(tmp_path), WANDB_SILENT='true', PYTHONWARNINGS='ignore')
     args = FAST + ['--n_epochs', '1', '--save_path', str(tmp_path), '--loss', 'triplet', '--batch_mining', 'distance',
-                   '--log_online', '--wandb_key', secret, '--group', 'G']
+                   '--log_online', '--wandb_key', secret, '--group', 'G', '--no_plots']
     result = subprocess.run([sys.executable, 'main.py'] + args, cwd=ROOT, capture_output=True, text=True, env=env,
                             timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     folder = str(tmp_path / 'digits' / 'G_s3')
     first_epoch = {k: v[:2] for k, v in metric_rows(baseline_run).items()}
     assert metric_rows(folder) == first_epoch
+    assert not os.path.exists(os.path.join(folder, 'Progression_Plots'))
+    assert os.path.isdir(os.path.join(baseline_run, 'Progression_Plots'))
     assert not os.path.exists(os.path.join(folder, 'CSV_Logs', 'Data_Train_loss_kd.csv'))
     assert os.path.isfile(os.path.join(folder, 'checkpoint_Test_discriminative_e_recall@1.pth.tar'))
     assert glob.glob(str(tmp_path / 'wandb' / 'offline-run-*'))

@@ -20,7 +20,7 @@ ARGS = ['--dataset', 'digits', '--arch', ARCH, '--input_size', '16', '--not_pret
         '--batch_mining', 'distance', '--kd_alpha', '50', '--kd_tau', '1', '--n_epochs', '2', '--bs', '40',
         '--samples_per_class', '4', '--embed_dim', '8', '--lr', '0.001', '--optim', 'adamw', '--decay', '0.05',
         '--scheduler', 'cosine', '--warmup_epochs', '1', '--clip_grad', '1', '--kernels', '0', '--seed', '0',
-        '--no_train_metrics', '--evaluation_metrics', 'e_recall@1', '--savename', 'run']
+        '--no_train_metrics', '--no_plots', '--evaluation_metrics', 'e_recall@1', '--savename', 'run']
 
 
 def run(*command, env=None):

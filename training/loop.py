@@ -294,7 +294,7 @@ def build_logger(context):
         logging_utils.save_options(context.recorded_options(), context.run_folder)
     return logging_utils.LOGGER(context.run_folder, sub_loggers=sub_loggers,
                                 log_online=opt.log_online and context.is_main_process,
-                                write_files=context.is_main_process)
+                                make_plots=not opt.no_plots, write_files=context.is_main_process)
 
 
 def build_objective_and_optimizer(context, model):

@@ -115,7 +115,8 @@ class LOGGER:
         self.plot_path = (run_folder or '') + '/Progression_Plots'
         if write_files:
             os.makedirs(self.csv_path, exist_ok=True)
-            os.makedirs(self.plot_path, exist_ok=True)
+            if make_plots:
+                os.makedirs(self.plot_path, exist_ok=True)
         self.progress_saver = {name: Progress_Saver() for name in self.sub_loggers}
         self.plot_titles = {}
         self.log_online = log_online
