@@ -207,7 +207,8 @@ SHARED_RUN_UNITS = {'test_sweep': 'interrupted_sweep', 'test_result_evaluations'
                     'test_bad_input': 'finished_run', 'test_evaluate': 'finished_run'}
 LONG_UNITS_FIRST = ['test_distributed_training', 'three_epoch_run', 'interrupted_sweep', 'finished_run',
                     'test_training', 'test_training_timm', 'test_distributed', 'test_bench_gpu_epoch',
-                    'test_batch_mining_distributions', 'test_distributed_memory']
+                    'test_batch_mining_distributions', 'test_training_write_errors', 'test_distributed_memory',
+                    'test_datasampler_training']
 
 
 @pytest.hookimpl(tryfirst=True)   # before pytest-xdist's own hook, which reads the marks into the node ids

@@ -8,18 +8,13 @@ import time
 
 import pytest
 
-from conftest import clean_environment, csv_logs
+from conftest import clean_environment, csv_logs, run_trainer_in_process
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ARGS = ['--dataset', 'digits', '--not_pretrained', '--bs', '40', '--samples_per_class', '4', '--kernels', '0',
         '--embed_dim', '16', '--optim', 'sgd', '--lr', '0.05', '--seed', '2', '--loss', 'multisimilarity_lsd', '--kd_alpha', '20',
         '--no_train_metrics', '--evaluation_metrics', 'e_recall@1', 'e_recall@4', 'nmi',
         'mAP_c', '--no_plots', '--savename', 'run']   # --arch and --n_epochs per test
-
-
-def single(*args, env=None):
-    return subprocess.run([sys.executable, 'main.py'] + list(args), cwd=ROOT, capture_output=True, text=True,
-                          env=clean_environment(**(env or {})), timeout=900)
 
 
 def torchrun(*args, env=None, script='main.py'):
@@ -68,7 +63,7 @@ def test_two_processes_train_what_one_process_trains(tmp_path, arch, n_epochs, m
     training BatchNorm amplifies the drift faster, so only the first steps of one epoch are compared there.
     The 2-epoch run also checks the run's outputs under torchrun: one folder, W&B once, every epoch logged."""
     args = ARGS + ['--arch', *arch, '--n_epochs', str(n_epochs)]
-    one = single(*args, '--save_path', str(tmp_path / 'one'))
+    one = run_trainer_in_process([*args, '--save_path', str(tmp_path / 'one')])   # bounds above: no fresh process
     assert one.returncode == 0, one.stderr[-3000:]
     online = metric_tolerance is not None
     env = {'WANDB_MODE': 'offline', 'WANDB_DIR': str(tmp_path / 'wandb'), 'WANDB_SILENT': 'true'}

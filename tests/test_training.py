@@ -189,7 +189,7 @@ def run_script(script, *args):
 
 
 @pytest.mark.parametrize('script,args,needle,process', [
-    ('main.py', ['--bs', '10', '--samples_per_class', '3'], 'Batchsize needs to fit', 'fresh'),
+    ('main.py', ['--bs', '10', '--samples_per_class', '3'], 'Batchsize needs to fit', 'this'),
     ('main_original.py', ['--bs', '10', '--samples_per_class', '3'], 'Batchsize needs to fit', 'this'),
     ('main_original.py', ['--loss', 'triplet_lsd'], 'main.py', 'fresh'),
     ('main.py', ['--arch', 'vgg16'], '--arch', 'this'),
@@ -198,7 +198,8 @@ def run_script(script, *args):
     ('main.py', ['--dataset', 'cub200', '--arch', 'resnet18', '--not_pretrained'], 'cub200', 'this'),
 ])
 def test_bad_input_is_one_line_and_creates_nothing(tmp_path, script, args, needle, process):
-    """Each script in a fresh process once; the other cases call the same main() in this process."""
+    """main_original.py in a fresh process once (main.py: tests/test_bad_input.py's truncated hypa.pkl); the
+    other cases call the same main() in this process."""
     args = ['--save_path', str(tmp_path / 'out'), '--source', str(tmp_path / 'nodata'), '--kernels', '0', *args]
     result = run_script(script, *args) if process == 'fresh' else run_trainer_in_process(args, script)
     assert result.returncode == 2
