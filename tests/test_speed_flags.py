@@ -112,10 +112,13 @@ def test_a_bf16_training_step_of_the_readme_network_follows_the_float32_step():
         gradient = torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
         results[amp] = (embeddings.detach(), total.detach(), gradient.clone())
     (e32, loss32, g32), (e16, loss16, g16) = results['off'], results['bf16']
+    # Measured on this development CPU (no bf16 units) over four image draws: the embeddings' smallest cosine
+    # 0.988-0.996, the loss 0.2-1.4 % apart, the gradients' cosine 0.906-0.916; another CPU rounds bf16 otherwise.
+    # What a broken path gives: other images 0.02 (gradient) and -0.48 (embedding), other labels 0.25 (gradient).
     assert loss16.dtype == torch.float32 and torch.isfinite(loss16)
-    assert torch.nn.functional.cosine_similarity(e16, e32, dim=1).min() > 0.99
+    assert torch.nn.functional.cosine_similarity(e16, e32, dim=1).min() > 0.95
     assert float(loss16) == pytest.approx(float(loss32), rel=0.05)
-    assert float(torch.nn.functional.cosine_similarity(g16, g32, dim=0)) > 0.9
+    assert float(torch.nn.functional.cosine_similarity(g16, g32, dim=0)) > 0.7
 
 
 # bf16 rounds the embeddings to 3 significant digits, so the distance miner already draws other triplets at
