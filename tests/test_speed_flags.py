@@ -52,7 +52,8 @@ FIRST_STEP_RELATIVE_TOLERANCE = {'Data_Model Grad_L2.csv': 1e-3, 'Data_Model Gra
 def test_reference_pipeline_in_float32_reproduces_the_previous_release(tmp_path):
     """The recorded command's first epoch (--n_epochs 1: the number of epochs changes no step of epoch 0):
     every log of the recording with its header and the first epoch's rows, the first step's gradient."""
-    folder = train(tmp_path, 'r', *RECORDED, '--n_epochs', '1', '--data_pipeline', 'reference', '--amp', 'off')
+    folder = train(tmp_path, 'r', *RECORDED, '--n_epochs', '1', '--data_pipeline', 'reference', '--amp', 'off',
+                   '--no_plots')
     expected, got = logs(PREVIOUS_RELEASE), logs(folder)
     assert set(expected) <= set(got)
     recorded_epochs = len(expected['Data_Train_epochs.csv']) - 1
