@@ -47,27 +47,10 @@ def split_arch(arch):
     return name, tokens
 
 
-def import_timm():
-    """`import timm` without the import of W&B that timm makes on the way: timm.utils.summary offers W&B to
-    timm's own training scripts, which this project never calls, and importing it took ~0.8 s of every timm
-    run's start. W&B stays importable: a run with --log_online imports it itself."""
-    if 'timm' in sys.modules:
-        return sys.modules['timm']
-    hidden = 'wandb' not in sys.modules
-    if hidden:
-        sys.modules['wandb'] = None   # makes `import wandb` raise ImportError, which timm catches
-    try:
-        import timm
-    finally:
-        if hidden:
-            del sys.modules['wandb']
-    return timm
-
-
 def pretrained_config(arch):
     """timm's pretrained config of the named model (and tag) as a dict; an unknown name or tag is a one-line
     error. Read from timm's registry: nothing is built or downloaded."""
-    timm = import_timm()
+    import timm
     name, _ = split_arch(arch)
     if not name or not timm.is_model(name):
         raise UnknownArchitectureError('Unknown --arch {!r}: timm knows no model {!r} (timm.list_models() '
@@ -136,7 +119,7 @@ def create_trunk(arch, not_pretrained=False, pretrained_weights='', input_size=0
     """timm's model without its classifier (num_classes=0: forward_head(pre_logits) gives the pooled features).
     `pretrained_weights` loads a local file through timm's own loader (its checkpoint filters included);
     a ViT of fixed input size is built for `input_size` (timm resamples the position embedding)."""
-    timm = import_timm()
+    import timm
     name, _ = split_arch(arch)
     config = pretrained_config(arch)
     kwargs = {}
