@@ -46,11 +46,12 @@ class Metric:
         _, columns, column_sizes = torch.unique(target_labels, return_inverse=True, return_counts=True)
         if len(row_sizes) == len(column_sizes) <= 1:   # both put every sample (or none) in one group
             return 1.0
-        cells, cell_sizes = torch.unique(rows * len(column_sizes) + columns, return_counts=True)
-        cells, n_columns = cells.cpu().numpy(), len(column_sizes)
-        row_sizes, column_sizes = row_sizes.cpu().numpy().astype(np.float64), column_sizes.cpu().numpy().astype(np.float64)
-        information = mutual_information(cells // n_columns, cells % n_columns,
-                                         cell_sizes.cpu().numpy().astype(np.float64), row_sizes, column_sizes)
+        n_columns = len(column_sizes)
+        cells, cell_sizes = torch.unique(rows * n_columns + columns, return_counts=True)
+        cells = cells.cpu().numpy()
+        row_sizes, column_sizes, cell_sizes = (sizes.cpu().numpy().astype(np.float64)
+                                               for sizes in (row_sizes, column_sizes, cell_sizes))
+        information = mutual_information(cells // n_columns, cells % n_columns, cell_sizes, row_sizes, column_sizes)
         if information == 0:
             return 0.0
         return information / float(np.mean([entropy(row_sizes), entropy(column_sizes)]))

@@ -30,6 +30,8 @@ from filelock import FileLock  # noqa: E402
 # resnet18_normalize keeps the recorded reference run (tests/test_speed_flags.py: the README's main job but for
 # --kd_tau, one epoch) and the bf16 step.
 TINY_NETWORK = ['--arch', 'timm/test_resnet_normalize', '--input_size', '16']
+# the same with its BatchNorm frozen (the `_frozen` token), as the data-parallel tests on gloo need it
+TINY_FROZEN_NETWORK = ['--arch', 'timm/test_resnet_frozen_normalize', '--input_size', '16']
 
 # Trained runs shared by the tests that only need *a* finished run. Each is trained once per test session,
 # also under pytest-xdist: the first worker that asks trains it under a file lock, the others reuse it.
@@ -76,9 +78,10 @@ def csv_logs(folder, prefix=''):
 
 
 def run_trainer_in_process(args, script='main.py'):
-    """`python <script> args` in this process, for errors raised before any training: the same `main()` the
-    scripts call, without a fresh interpreter's imports (3-8 s a process on these machines). A few cases in
-    the suite run the scripts themselves. Returns what a finished process gives: returncode, stdout, stderr."""
+    """`python <script> args` in this process: the same `main()` the scripts call, without a fresh interpreter's
+    imports (~5.5 s a process on these machines). For start-up errors, and for runs compared only within bounds:
+    runs compared exactly run in fresh processes (float results of CPU kernels may depend on a process's
+    allocation history). Returns what a finished process gives: returncode, stdout, stderr."""
     import contextlib
     import io
     import types

@@ -110,10 +110,12 @@ def test_corrupt_image_names_the_file(tmp_path, kernels):
     with open(victim, 'wb') as handle:
         handle.write(b'\xff\xd8 this is not a JPEG')
     args = ['--dataset', 'cub200', '--source', str(tmp_path / 'data'), *TINY_NETWORK, '--not_pretrained',
-            '--bs', '4', '--samples_per_class', '2', '--kernels', kernels, '--embed_dim', '8', '--loss', 'triplet', '--n_epochs', '1', '--evaluation_metrics', 'e_recall@1',
-            '--save_path', str(tmp_path / 'out'), '--savename', 'r']
+            '--bs', '4', '--samples_per_class', '2', '--kernels', kernels, '--embed_dim', '8', '--loss', 'triplet',
+            '--n_epochs', '1', '--evaluation_metrics', 'e_recall@1', '--save_path', str(tmp_path / 'out'),
+            '--savename', 'r']
     # read in this process (kernels 0) and in a DataLoader worker process (kernels 1)
-    result = run(args, script='main_original.py') if kernels == '1' else run_trainer_in_process(args, 'main_original.py')
+    script = 'main_original.py'
+    result = run(args, script=script) if kernels == '1' else run_trainer_in_process(args, script)
     assert_one_line(result, 2, victim)
 
 

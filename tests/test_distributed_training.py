@@ -8,13 +8,13 @@ import time
 
 import pytest
 
-from conftest import clean_environment, csv_logs, run_trainer_in_process
+from conftest import TINY_FROZEN_NETWORK, TINY_NETWORK, clean_environment, csv_logs, run_trainer_in_process
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ARGS = ['--dataset', 'digits', '--not_pretrained', '--bs', '40', '--samples_per_class', '4', '--kernels', '0',
-        '--embed_dim', '16', '--optim', 'sgd', '--lr', '0.05', '--seed', '2', '--loss', 'multisimilarity_lsd', '--kd_alpha', '20',
-        '--no_train_metrics', '--evaluation_metrics', 'e_recall@1', 'e_recall@4', 'nmi',
-        'mAP_c', '--no_plots', '--savename', 'run']   # --arch and --n_epochs per test
+        '--embed_dim', '16', '--optim', 'sgd', '--lr', '0.05', '--seed', '2', '--loss', 'multisimilarity_lsd',
+        '--kd_alpha', '20', '--no_train_metrics', '--evaluation_metrics', 'e_recall@1', 'e_recall@4', 'nmi',
+        'mAP_c', '--no_plots', '--savename', 'run']   # the network and --n_epochs per test
 
 
 def torchrun(*args, env=None, script='main.py'):
@@ -55,14 +55,14 @@ FROZEN_BATCHNORM_METRIC_TOLERANCE = 0.15
 
 # timm's tiny ResNet at 16 px (tests/conftest.py). Frozen BatchNorm: what any network does under torchrun;
 # BatchNorm that trains: torchrun turns it into BatchNorm over the global batch (GlobalBatchNorm on the CPU).
-@pytest.mark.parametrize('arch,n_epochs,metric_tolerance', [
-    (['timm/test_resnet_frozen_normalize', '--input_size', '16'], 2, FROZEN_BATCHNORM_METRIC_TOLERANCE),
-    (['timm/test_resnet_normalize', '--input_size', '16'], 1, None)], ids=['tiny_frozen_normalize', 'tiny_normalize'])
-def test_two_processes_train_what_one_process_trains(tmp_path, arch, n_epochs, metric_tolerance):
+@pytest.mark.parametrize('network,n_epochs,metric_tolerance', [
+    (TINY_FROZEN_NETWORK, 2, FROZEN_BATCHNORM_METRIC_TOLERANCE),
+    (TINY_NETWORK, 1, None)], ids=['tiny_frozen_normalize', 'tiny_normalize'])
+def test_two_processes_train_what_one_process_trains(tmp_path, network, n_epochs, metric_tolerance):
     """The first steps (same weights, same batch) give the single-process gradient (see the bounds above);
     training BatchNorm amplifies the drift faster, so only the first steps of one epoch are compared there.
     The 2-epoch run also checks the run's outputs under torchrun: one folder, W&B once, every epoch logged."""
-    args = ARGS + ['--arch', *arch, '--n_epochs', str(n_epochs)]
+    args = ARGS + [*network, '--n_epochs', str(n_epochs)]
     one = run_trainer_in_process([*args, '--save_path', str(tmp_path / 'one')])   # bounds above: no fresh process
     assert one.returncode == 0, one.stderr[-3000:]
     online = metric_tolerance is not None
@@ -96,9 +96,8 @@ def test_batch_not_divisible_by_the_world_size_is_one_line(tmp_path):
 
 def test_a_rank_killed_mid_epoch_ends_the_job_within_a_minute_and_the_run_resumes(tmp_path):
     # timm's tiny ResNet (tests/conftest.py), its BatchNorm frozen as gloo requires: the mechanics of a lost rank
-    result = torchrun('1', '3', 'signal=KILL', 'rank=1', *ARGS, '--arch', 'timm/test_resnet_frozen_normalize',
-                      '--input_size', '16', '--n_epochs', '2', '--save_path', str(tmp_path),
-                      script='tests/kill_during_epoch.py')
+    result = torchrun('1', '3', 'signal=KILL', 'rank=1', *ARGS, *TINY_FROZEN_NETWORK, '--n_epochs', '2',
+                      '--save_path', str(tmp_path), script='tests/kill_during_epoch.py')
     ended = time.time()
     killed = [float(line.split()[-1]) for line in result.stderr.splitlines() if line.startswith('signal KILL at ')]
     assert result.returncode != 0 and len(killed) == 1, result.stderr[-3000:]
