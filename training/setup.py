@@ -1,10 +1,7 @@
-"""Start-up of both trainers: option checks, seeding, the optimizer and its parameter groups."""
+"""Start-up of both trainers: option checks, the optimizer and its parameter groups, the scheduler."""
 import functools
-import random
 import sys
-import warnings
 
-import numpy as np
 import torch
 
 
@@ -131,15 +128,6 @@ def print_notices(opt):
         print(line, file=sys.stderr)
 
 
-def seed_everything(seed):
-    torch.backends.cudnn.deterministic = True
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-    torch.cuda.manual_seed(seed)
-    torch.cuda.manual_seed_all(seed)
-
-
 def network_parameter_groups(model, opt):
     """One group, or with --fc_lr >= 0 the embedding layer in its own group (partitioned by identity).
     Parameters that do not train (--freeze_patch_embed) are left out; every reference backbone trains all."""
@@ -182,10 +170,3 @@ def build_scheduler(optimizer, opt):
         return torch.optim.lr_scheduler.LambdaLR(optimizer, functools.partial(
             warmup_cosine_factor, n_epochs=opt.n_epochs, warmup_epochs=opt.warmup_epochs))
     return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=opt.tau, gamma=opt.gamma)
-
-
-def global_setup():
-    """Process-wide settings of a run. matplotlib's headless backend is chosen where a figure is drawn, not
-    here: importing matplotlib cost ~0.2 s of every run's start, also of runs that draw nothing."""
-    warnings.filterwarnings('ignore')
-    torch.multiprocessing.set_sharing_strategy('file_system')
