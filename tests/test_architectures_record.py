@@ -57,8 +57,8 @@ def test_timm_record_is_timms_pretrained_config_with_input_size_applied():
     assert config['input_size'] == tuple(timm_config['input_size'])
     assert (config['crop_pct'], config['interpolation']) == (timm_config['crop_pct'], timm_config['interpolation'])
     assert config['fixed_input_size'] and config['sized_by_config'] and config['output'] == 'normalized'
-    resized = architectures.backbone_config('timm/vit_small_patch16_224.dino', options('timm/vit_small_patch16_224.dino',
-                                                                                       '--input_size', '32'))
+    arch = 'timm/vit_small_patch16_224.dino'
+    resized = architectures.backbone_config(arch, options(arch, '--input_size', '32'))
     assert resized['input_size'] == (3, 32, 32) and resized['output'] == 'raw'
 
 
