@@ -4,14 +4,14 @@ The training loop calls `create_storage` once, `precompute_indices` at the start
 `replace_storage_entries` after every optimiser step (when `update_storage`) and, with `--data_idx_full_prec`,
 `full_storage_update` at the start of every epoch > 0.
 
-Under data parallelism (a `world` from training.distributed) each rank embeds its shard of the training images
+Under data parallelism (a `world` from runtime.distributed) each rank embeds its shard of the training images
 and the rows are gathered, so every rank holds the identical full storage and, seeded alike, draws the
 identical batches.
 """
 import torch
 
 from datasampler.base import BaseBatchSampler, SamplerConfigError
-from training import distributed
+from runtime import distributed
 
 # Upper bound on the bytes of the per-chunk work tensors: the epoch's batches are computed in chunks of calls
 # whose big-batch matrices fit in it (at least one call per chunk), so memory does not grow with N or the epoch.

@@ -19,7 +19,7 @@ def evaluate(LOG, metric_computer, loader, embedder, *, evaltypes, storage_metri
         return None
     world = embedder.world
     if world is not None and world.enabled:
-        from training.distributed import preserved_random_state
+        from runtime.distributed import preserved_random_state
         # work of the main process alone must not advance its random streams past the other processes'
         random_streams = preserved_random_state()
     else:

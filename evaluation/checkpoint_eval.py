@@ -175,7 +175,7 @@ def embed(opt, model, dataset, device, progress='off'):
     batches, the run's --amp / --channels_last) over a loader built like theirs. (labels, {evaltype: N x D})."""
     import datasets
     import evaluation
-    from training.precision import Precision
+    from runtime.precision import Precision
 
     precision = Precision(opt.amp, opt.channels_last, device)
     precision.prepare_model(model)
@@ -259,8 +259,8 @@ def run(cli, prepared=None):
 
 
 def main(argv=None):
-    from training import setup
-    setup.global_setup()
+    from runtime import process
+    process.global_setup()
     cli = build_parser().parse_args(argv)
     try:
         prepared = prepare(cli)

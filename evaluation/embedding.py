@@ -7,7 +7,7 @@ parallelism each process embeds its own disjoint shard and the rows are gathered
 """
 import torch
 
-from training import distributed
+from runtime import distributed
 
 
 def identity(images):

@@ -2,7 +2,7 @@
 waits in a collective; the whole job must end quickly, with one clear line from the failing rank.
 
 Usage: python -m torch.distributed.run --standalone --nproc_per_node 2 tests/distributed_failure_worker.py raise|sigkill
-(only torch and training.distributed are imported, to keep the launch short)
+(only torch and runtime.distributed are imported, to keep the launch short)
 """
 import os
 import signal
@@ -12,7 +12,7 @@ import time
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from training import distributed  # noqa: E402
+from runtime import distributed  # noqa: E402
 
 
 def fail_mid_epoch(world, how):

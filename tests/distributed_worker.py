@@ -23,8 +23,8 @@ import batch_mining  # noqa: E402
 import criteria  # noqa: E402
 import datasampler  # noqa: E402
 import parameters  # noqa: E402
-from training import distributed  # noqa: E402
-from training.distributed_batchnorm import GlobalBatchNorm  # noqa: E402
+from runtime import distributed  # noqa: E402
+from runtime.distributed_batchnorm import GlobalBatchNorm  # noqa: E402
 
 # A global batch of 16 (4 classes × 4) drawn from 24 fixed random 16×16 images; 2 ranks get 8 each.
 N_IMAGES, IMAGE_SIZE, EMBED_DIM, N_CLASSES = 24, 16, 16, 4

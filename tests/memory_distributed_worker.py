@@ -15,7 +15,7 @@ if ROOT not in sys.path:
 import batch_mining  # noqa: E402
 import criteria  # noqa: E402
 import parameters  # noqa: E402
-from training import distributed  # noqa: E402
+from runtime import distributed  # noqa: E402
 
 # a global batch of 8 (4 classes × 2) per step, 4 per rank; a 12-slot memory wraps around in step 3
 GLOBAL_BS, STEPS, IN_DIM, EMBED_DIM, MEMORY = 8, 4, 6, 5, 12

@@ -16,7 +16,7 @@ import parameters
 from architectures import timm_backbone
 from datasets import fast_transforms, image_transforms
 from training import engine, setup
-from training.precision import Precision
+from runtime.precision import Precision
 from utilities import logger
 
 timm = pytest.importorskip('timm')
@@ -286,7 +286,7 @@ def test_data_parallel_conversion_keeps_the_activation_of_timms_batchnorm_act_la
     import types
     from timm.layers import BatchNormAct2d
     from timm.layers.norm_act import SyncBatchNormAct
-    from training import distributed
+    from runtime import distributed
     norm = BatchNormAct2d(4, act_layer=nn.GELU)
     model = distributed.convert_batchnorm(nn.Sequential(norm), types.SimpleNamespace(
         enabled=True, device=torch.device('cuda')))

@@ -1,10 +1,10 @@
-"""Device selection (training/device.py) on the CPU: CUDA is faked through monkeypatched device counts,
+"""Device selection (runtime/device.py) on the CPU: CUDA is faked through monkeypatched device counts,
 the environment is a plain dict, and the probe records which device it was asked to make current."""
 import pytest
 import torch
 
-from training import device as device_module
-from training.device import DeviceError, local_rank_from, select_device
+from runtime import device as device_module
+from runtime.device import DeviceError, local_rank_from, select_device
 
 
 @pytest.fixture

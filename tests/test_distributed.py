@@ -12,8 +12,8 @@ import pytest
 import torch
 
 import distributed_worker as worker
-from training import distributed
-from training.distributed_batchnorm import GlobalBatchNorm
+from runtime import distributed
+from runtime.distributed_batchnorm import GlobalBatchNorm
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WORKER = os.path.join(ROOT, 'tests', 'distributed_worker.py')

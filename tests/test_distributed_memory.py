@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import memory_distributed_worker as worker
-from training import distributed
+from runtime import distributed
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WORKER = os.path.join(ROOT, 'tests', 'memory_distributed_worker.py')

@@ -273,7 +273,7 @@ def test_kmeans_on_cuda_equals_faiss_on_the_cpu(seed):
 
 # ----- device selection --------------------------------------------------------------------------------
 
-SELECT = ('import sys, torch; from training.device import select_device, DeviceError\n'
+SELECT = ('import sys, torch; from runtime.device import select_device, DeviceError\n'
           'try:\n'
           '    d = select_device([int(sys.argv[1])], False)\n'
           '    torch.ones(1, device=d)\n'
@@ -310,7 +310,7 @@ def test_device_selection_with_a_real_device():
         assert select_in_fresh_process(count - 1, None)[0] == 'cuda:0 0 {}'.format(count - 1)
         assert select_in_fresh_process(count, None)[0].startswith('DeviceError --gpu {}:'.format(count))
     # in this process: cuda:<i> is made current and usable
-    from training.device import select_device
+    from runtime.device import select_device
     device = select_device([count - 1], False, environ={'CUDA_VISIBLE_DEVICES': physical or 'all'})
     assert device == torch.device('cuda', count - 1) and torch.cuda.current_device() == count - 1
     assert torch.ones(2, device=device).sum().item() == 2

@@ -7,7 +7,7 @@ import torch
 import criteria
 import parameters
 from training.loop import TrainingRun
-from training.precision import Precision
+from runtime.precision import Precision
 from training.resume_state import load_resume_state, save_resume_state
 
 STEPS, SAVED_AFTER = 6, 3

@@ -92,7 +92,7 @@ def test_a_bf16_training_step_of_the_readme_network_follows_the_float32_step():
     import architectures
     import criteria
     import parameters
-    from training.precision import Precision
+    from runtime.precision import Precision
     opt = parameters.read_arguments(['--arch', 'resnet18_normalize', '--not_pretrained', '--embed_dim', '8',
                                      '--loss', 'multisimilarity'])
     torch.manual_seed(0)

@@ -12,7 +12,7 @@ import criteria
 import evaluation
 import parameters
 from training import engine
-from training.precision import Precision
+from runtime.precision import Precision
 from utilities import progress as progress_module
 from utilities.progress import Progress
 

@@ -24,7 +24,7 @@ class RunContext:
     results_folder: str                # <--save_path>/<--dataset>: the parent of run folders
     savename: str                      # --savename after the reference's group_plus_seed substitution
     device: torch.device
-    world: typing.Any = None           # training.distributed.World (a single process when not under torchrun)
+    world: typing.Any = None           # runtime.distributed.World (a single process when not under torchrun)
     run_folder: typing.Optional[str] = None     # set once the folder exists (or the resumed one)
     n_classes: typing.Optional[int] = None      # number of training classes (losses' class parameters, k-means)
     resume_state: typing.Optional[dict] = None

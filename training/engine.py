@@ -4,14 +4,14 @@ student forward -> teacher forward (previous-epoch snapshot, only while the dist
 non-zero) -> ranking loss + (e/N)·α·τ²·KD -> backward -> step.
 
 Baseline and LSD take the same path: a baseline objective never asks for a teacher. Mixed precision
-lives in `Precision`, data parallelism in `training.distributed`: each is one call here.
+lives in `Precision`, data parallelism in `runtime.distributed`: each is one call here.
 """
 import time
 
 import numpy as np
 import torch
 
-from training import distributed
+from runtime import distributed
 from training.errors import TrainingDiverged, TrainingInterrupted
 from training.grad_stats import StepMetrics, gradient_statistics
 

@@ -16,11 +16,12 @@ import numpy as np
 import torch
 
 import parameters
-from training import device as device_selection
-from training import distributed, embedding_warmup, engine, setup
+from runtime import device as device_selection
+from runtime import distributed, process
+from runtime.precision import Precision
+from training import embedding_warmup, engine, setup
 from training.context import RunContext
 from training.errors import TrainingDiverged, TrainingInterrupted
-from training.precision import Precision
 from training.resume_state import load_resume_state, restore_rng_states, save_resume_state
 from utilities import logger as logging_utils
 from utilities import misc
@@ -38,7 +39,7 @@ class TrainingRun:
         self.context = context = derive_context(opt, lsd_trainer, data_folder)
         self.opt = opt
         self.precision = Precision(opt.amp, opt.channels_last, context.device)
-        setup.seed_everything(opt.seed)
+        process.seed_everything(opt.seed)
         self.model, self.teacher = build_networks(context, self.precision)
         self.warmup = embedding_warmup.for_run(opt, self.model)
         self.teacher_snapshot = None
@@ -419,7 +420,7 @@ def fail(message, code):
 
 
 def main(argv=None, lsd_trainer=True):
-    setup.global_setup()
+    process.global_setup()
     opt = parameters.read_arguments(argv)
     redact_key_in_argv(opt.wandb_key)
     show_traceback = os.environ.get(TRACEBACK_VARIABLE) == '1'

@@ -1,13 +1,8 @@
-"""Start-up of both trainers: option checks, seeding, the optimizer and its parameter groups."""
+"""Start-up of both trainers: option checks, the optimizer and its parameter groups, the scheduler."""
 import functools
-import random
 import sys
-import warnings
 
-import numpy as np
 import torch
-
-ARCHITECTURES = ('resnet50', 'googlenet', 'bninception', 'resnet18')
 
 
 class StartupError(Exception):
@@ -74,11 +69,7 @@ def validate_options(opt, lsd_trainer):
             metrics.select(name, opt)
         except NotImplementedError as error:
             raise StartupError('--evaluation_metrics: {}'.format(error)) from None
-    if opt.arch.startswith('timm/'):
-        validate_timm_arch(opt.arch)
-    elif not any(arch in opt.arch for arch in ARCHITECTURES):
-        raise StartupError('--arch {} names no known backbone ({}, or timm/<model name>).'
-                           .format(opt.arch, ', '.join(ARCHITECTURES)))
+    validate_arch(opt.arch)
     if opt.optim not in OPTIMIZERS:
         raise StartupError('Optimizer {} not available! (--optim adam, sgd or adamw)'.format(opt.optim))
     validate_backbone_recipe(opt)
@@ -89,7 +80,8 @@ OPTIMIZERS = ('adam', 'sgd', 'adamw')
 TIMM_ONLY_FLAGS = ('input_size', 'no_head', 'freeze_patch_embed', 'grad_checkpointing')
 
 
-def validate_timm_arch(arch):
+def validate_arch(arch):
+    """An --arch that names no backbone (no reference name, an unknown timm model or tag): one line."""
     import architectures
     try:
         architectures.backbone_of(arch)
@@ -110,7 +102,8 @@ def validate_backbone_recipe(opt):
                            '<save_path>/<dataset>/, which --resume relies on).'.format(opt.savename))
     if opt.pretrained_weights and not os.path.isfile(opt.pretrained_weights):
         raise StartupError('--pretrained_weights {}: no such file.'.format(opt.pretrained_weights))
-    if not opt.arch.startswith('timm/'):
+    import architectures
+    if not architectures.backbone_config(opt.arch, opt)['accepts_recipe_flags']:
         for flag in TIMM_ONLY_FLAGS:
             if getattr(opt, flag):
                 raise StartupError('--{} applies to timm backbones (--arch timm/<model name>), not to --arch {}.'
@@ -133,15 +126,6 @@ def print_notices(opt):
         lines += batch_mining.ignored_flag_notices(opt)
     for line in lines:
         print(line, file=sys.stderr)
-
-
-def seed_everything(seed):
-    torch.backends.cudnn.deterministic = True
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-    torch.cuda.manual_seed(seed)
-    torch.cuda.manual_seed_all(seed)
 
 
 def network_parameter_groups(model, opt):
@@ -186,10 +170,3 @@ def build_scheduler(optimizer, opt):
         return torch.optim.lr_scheduler.LambdaLR(optimizer, functools.partial(
             warmup_cosine_factor, n_epochs=opt.n_epochs, warmup_epochs=opt.warmup_epochs))
     return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=opt.tau, gamma=opt.gamma)
-
-
-def global_setup():
-    """Process-wide settings of a run. matplotlib's headless backend is chosen where a figure is drawn, not
-    here: importing matplotlib cost ~0.2 s of every run's start, also of runs that draw nothing."""
-    warnings.filterwarnings('ignore')
-    torch.multiprocessing.set_sharing_strategy('file_system')

@@ -353,7 +353,7 @@ def convert_batchnorm(model, world):
     Parameter and buffer objects, so optimiser groups built before stay valid. Returns the model."""
     if not world.enabled:
         return model
-    from training.distributed_batchnorm import GlobalBatchNorm
+    from runtime.distributed_batchnorm import GlobalBatchNorm
     replacement = torch.nn.SyncBatchNorm if world.device.type == 'cuda' else GlobalBatchNorm
     for parent in list(model.modules()):
         for name, child in list(parent.named_children()):
