@@ -46,7 +46,6 @@ class TrainingRun:
         self.embedder = build_embedder(context, self.model, self.normalise, self.precision)
         self.dataset_splits, self.dataloaders, self.sampler = build_data(context, self.model, self.embedder)
         self.LOG = build_logger(context)
-        self.checkpoints = build_checkpoint_saver(opt, self.LOG.save_path)
         self.objective, self.optimizer, self.scheduler = build_objective_and_optimizer(context, self.model)
         self.metric_computer = build_metric_computer(context)
         if context.is_main_process and opt.log_online:
@@ -57,6 +56,7 @@ class TrainingRun:
         self.start_time = time.time()
         if context.resume_state is not None:
             self.restore(context.resume_state)
+        self.checkpoints = build_checkpoint_saver(opt, self.LOG)
 
     @property
     def criterion(self):
@@ -78,7 +78,6 @@ class TrainingRun:
         self.LOG.progress_saver = state['progress']
         self.LOG.plot_titles = state['plot_titles']
         self.LOG.rewrite_all()
-        self.checkpoints.restore(self.LOG.progress_saver)
         self.start_time -= state['elapsed_seconds']
         self.first_epoch = state['epoch'] + 1
         self.last_saved_epoch = state['epoch']
@@ -318,10 +317,13 @@ def build_logger(context):
                                 make_plots=not opt.no_plots, write_files=context.is_main_process)
 
 
-def build_checkpoint_saver(opt, run_folder):
-    """Checkpoint on improvement of each --storage_metrics of each --evaltypes, per evaluated split."""
+def build_checkpoint_saver(opt, LOG):
+    """Checkpoint on improvement of each --storage_metrics of each --evaltypes, per evaluated split; the best
+    values so far are those of the log (empty for a fresh run, restored for a resumed one)."""
     import evaluation
-    return evaluation.CheckpointSaver(run_folder, storage_metrics=opt.storage_metrics, evaltypes=opt.evaltypes)
+    saver = evaluation.CheckpointSaver(LOG.save_path, storage_metrics=opt.storage_metrics, evaltypes=opt.evaltypes)
+    saver.restore(LOG.progress_saver)
+    return saver
 
 
 def build_objective_and_optimizer(context, model):
