@@ -12,8 +12,9 @@ fast:      --amp bf16 --channels_last on --data_pipeline fast --eval_cache gpu (
 
 Each mode is a fresh process running main_original.py, so start-up, worker pools and CUDA memory are its
 own. Per phase it prints wall seconds and images/s: training (the 'time' the trainer logs in
-CSV_Logs/Data_Train_time.csv), and the Test and Train evaluation passes (timed around each call of
-evaluation.evaluate, with the GPU synchronised before and after). Peak GPU memory is
+CSV_Logs/Data_Train_time.csv), and the Test and Train evaluation passes (timed around each pass,
+training.loop.TrainingRun.evaluate_split: embedding, metrics and what the trainer does with them, with the
+GPU synchronised before and after). Peak GPU memory is
 torch.cuda.max_memory_allocated() of the trainer process, read in that process after the run.
 """
 import argparse
@@ -125,23 +126,23 @@ def child(trainer_argv):
 
     import torch
 
-    import evaluation
+    from training.loop import TrainingRun
     cuda = torch.cuda.is_available()
     passes = []
-    evaluate = evaluation.evaluate
+    evaluate_split = TrainingRun.evaluate_split
 
-    def timed_evaluate(*args, **kwargs):
+    def timed_evaluate_split(run, *args, **kwargs):
         if cuda:
             torch.cuda.synchronize()
         start = time.perf_counter()
         try:
-            return evaluate(*args, **kwargs)
+            return evaluate_split(run, *args, **kwargs)
         finally:
             if cuda:
                 torch.cuda.synchronize()
-            passes.append((kwargs.get('log_key', 'Test'), time.perf_counter() - start))
+            passes.append((kwargs['log_key'], time.perf_counter() - start))
 
-    evaluation.evaluate = timed_evaluate  # before training.loop is imported, so every reference sees it
+    TrainingRun.evaluate_split = timed_evaluate_split  # the class main_original.py's run is made of
     sys.argv = [os.path.join(ROOT, 'main_original.py')] + list(trainer_argv)
     start = time.perf_counter()
     status = 0

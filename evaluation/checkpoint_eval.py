@@ -170,31 +170,27 @@ def build_split(opt, split):
     return dataset_splits[key], len(dataset_splits['training'].avail_classes)
 
 
-def embed(opt, model, dataset, device, progress='off'):
-    """The one embedding call: the trainers' Embedder (device normalisation of the fast pipeline's uint8
-    batches, the run's --amp / --channels_last) over a loader built like theirs. (labels, {evaltype: N x D})."""
+def evaluate_split(opt, model, dataset, n_classes, device, progress='off'):
+    """The trainers' evaluation of `dataset` (evaluation.evaluate): their Embedder (device normalisation of
+    the fast pipeline's uint8 batches, the run's --amp / --channels_last) over a loader built like theirs,
+    and their metric computer, whose k-means (nmi, f1) makes as many clusters as there are training
+    classes, whatever split is evaluated; a split with query/gallery roles ranks its queries against its
+    gallery, as the trainers do. Returns the evaluation.EvaluationResult."""
     import datasets
     import evaluation
+    import metrics
     from runtime.precision import Precision
+    from utilities.progress import factory
 
     precision = Precision(opt.amp, opt.channels_last, device)
     precision.prepare_model(model)
     loader = torch.utils.data.DataLoader(dataset, batch_size=opt.eval_bs or opt.bs, shuffle=False,
                                          **datasets.loader_options(opt, device))
-    from utilities.progress import factory
     embedder = evaluation.Embedder(model, device, datasets.device_normaliser(opt), precision,
                                    progress=factory(progress))
-    labels, features, _ = embedder(loader, opt.evaltypes)
-    return labels, features
-
-
-def measure(opt, labels, features, metric_names, n_classes, image_paths, query_gallery=None):
-    """({evaltype: {metric: value}}, {evaltype: extra infos}) with the trainers' metric computer; k-means
-    (nmi, f1) into as many clusters as there are training classes, whatever split is evaluated; a split
-    with query/gallery roles ranks its queries against its gallery, as the trainers do."""
-    import metrics
-    computer = metrics.MetricComputer(metric_names, opt, n_classes=n_classes)
-    return computer.compute_of_embeddings(labels, features, opt.evaltypes, opt.kernels, image_paths, query_gallery)
+    computer = metrics.MetricComputer(opt.evaluation_metrics, opt, n_classes=n_classes)
+    return evaluation.evaluate(loader, embedder=embedder, metric_computer=computer, evaltypes=opt.evaltypes,
+                               n_threads=opt.kernels)
 
 
 def select_device():
@@ -230,18 +226,15 @@ def run(cli, prepared=None):
     path, checkpoint, opt, dataset, n_classes, model, device = prepared or prepare(cli)
     epoch = checkpoint_epoch(checkpoint)
     print('Checkpoint {} (epoch {}), split {} ({} images)'.format(path, epoch, cli.split, len(dataset)))
-    labels, features = embed(opt, model, dataset, device, cli.progress)
+    evaluated = evaluate_split(opt, model, dataset, n_classes, device, cli.progress)
     paths = [entry[0] for entry in dataset.image_paths]
     query_gallery = getattr(dataset, 'query_gallery', None)
-    computed, _ = measure(opt, labels, features, opt.evaluation_metrics, n_classes, dataset.image_paths,
-                          query_gallery)
-    numeric, _ = evaluation.split_metrics(computed)
-    print(evaluation.result_block(numeric), end='')
+    print(evaluation.result_block(evaluated.metrics), end='')
     first = opt.evaltypes[0]
-    features = {e: f.numpy().astype(np.float32, copy=False) for e, f in features.items()}
-    labels = labels.numpy()
+    features = {e: f.numpy().astype(np.float32, copy=False) for e, f in evaluated.features.items()}
+    labels = evaluated.labels.numpy()
     result = {'checkpoint': os.path.abspath(path), 'epoch': epoch, 'split': cli.split,
-              'metrics': {e: {k: float(v) for k, v in values.items()} for e, values in numeric.items()}}
+              'metrics': {e: {k: float(v) for k, v in values.items()} for e, values in evaluated.metrics.items()}}
     if cli.json:
         export.write_json(result, cli.json)
         print('Metrics written to {}'.format(cli.json))

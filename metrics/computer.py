@@ -225,31 +225,14 @@ class MetricComputer:
         feats, labels = as_inputs(features, target_labels, self.engine.device)
         return evaluate_metrics(self.list_of_metrics, feats, labels, self.pars, self.engine, self.n_classes)
 
-    def compute_standard(self, opt, model, dataloader, evaltypes, device, **kwargs):
-        """Embed the loader (with the trainers' embedding) and compute: the one-call form for tools and tests."""
-        from evaluation.embedding import Embedder
-        from datasets.query_gallery import query_gallery_of
-        labels, features, _ = Embedder(model, torch.device(device))(dataloader, evaltypes)
-        return self.compute_of_embeddings(labels, features, evaltypes, opt.kernels,
-                                          getattr(dataloader.dataset, 'image_paths', None),
-                                          query_gallery_of(dataloader.dataset))
-
-    def compute_of_embeddings(self, labels, features, evaltypes, n_threads, image_paths=None, query_gallery=None):
-        """({evaltype: {metric: value}}, {evaltype: extra infos}) of embedded rows (labels N,
-        {evaltype: N x D}, dataset order); `n_threads` bounds faiss's threads for the duration;
-        `query_gallery`: the split's roles, to rank its queries against its gallery."""
-        computed, extra_infos = {}, {}
-        query_paths = gallery_paths = None
-        if query_gallery is not None and image_paths is not None:
-            query_paths = [image_paths[i] for i in np.flatnonzero(query_gallery.is_query)]
-            gallery_paths = [image_paths[i] for i in np.flatnonzero(query_gallery.is_gallery)]
+    def compute_of_embeddings(self, labels, features, evaltypes, *, n_threads, query_gallery=None):
+        """{evaltype: {metric: value}} of embedded rows (labels N, {evaltype: N x D}, dataset order);
+        `n_threads` bounds faiss's threads for the duration; `query_gallery`: the split's roles, to rank
+        its queries against its gallery."""
+        computed = {}
         for evaltype in evaltypes:
             feats, target_labels = as_inputs(features[evaltype], labels, self.engine.device)
             with faiss_threads(n_threads):
                 computed[evaltype] = evaluate_metrics(self.list_of_metrics, feats, target_labels, self.pars,
                                                       self.engine, self.n_classes, query_gallery)
-            extra_infos[evaltype] = {
-                'features': feats if feats.is_cuda else feats.numpy(),
-                'target_labels': torch.as_tensor(labels).numpy().reshape(-1, 1),
-                'image_paths': image_paths, 'query_image_paths': query_paths, 'gallery_image_paths': gallery_paths}
-        return computed, extra_infos
+        return computed

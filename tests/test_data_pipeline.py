@@ -316,7 +316,7 @@ def test_cache_gives_the_same_metrics(digits_data):
 
     def metric_values(loader):
         labels, features, _ = embedder(loader, ['discriminative'])
-        return computer.compute_of_embeddings(labels, features, ['discriminative'], 1)[0]
+        return computer.compute_of_embeddings(labels, features, ['discriminative'], n_threads=1)
     plain = metric_values(loader)
     cache = CachedLoader(loader, 'cpu')
     first, second = metric_values(cache), metric_values(cache)

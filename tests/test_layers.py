@@ -24,11 +24,7 @@ LAYERS = (
 )
 
 # (importing file, imported module): upward imports still to be removed, each with its reason
-ALLOWED_UPWARD = {
-    # metrics.computer embeds the images itself through evaluation's Embedder; evaluation's result API
-    # (issue 29, item 2) moves that call out of metrics
-    ('metrics/computer.py', 'evaluation.embedding'),
-}
+ALLOWED_UPWARD = set()
 
 # third-party modules the bottom layer may use besides the standard library
 RUNTIME_THIRD_PARTY = {'numpy', 'torch', 'timm'}  # timm lazily, for its BatchNorm + activation layer

@@ -1,11 +1,11 @@
-"""MetricComputer.compute_standard: embedding a loader and handing the rows to compute_metrics."""
+"""MetricComputer: per-evaltype metrics of embedded rows equal compute_metrics on each set of rows."""
 import argparse
 
 import numpy as np
 import pytest
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 import metrics
 from metrics_bruteforce import single_faiss_thread  # noqa: F401 (autouse fixture)
@@ -50,37 +50,23 @@ def options():
     return argparse.Namespace(n_classes=4, rho_spectrum_embed_dim=6, evaluate_on_gpu=False, kernels=1)
 
 
-@pytest.mark.parametrize('net', [TupleNet, PlainNet])
-def test_compute_standard_equals_compute_metrics_on_the_embeddings(net):
-    dataset, model = TinyDataset(), net()
-    loader = DataLoader(dataset, batch_size=5, shuffle=False)
+def embeddings_of(model, dataset):
+    with torch.no_grad():
+        return TupleNet.forward(model, dataset.images)[0]
+
+
+def test_compute_of_embeddings_equals_compute_metrics_per_evaltype():
+    dataset = TinyDataset()
+    features = embeddings_of(TupleNet(), dataset)
     names = ['e_recall@1', 'e_recall@4', 'nmi', 'f1', 'mAP_c', 'dists@inter', 'rho_spectrum@0', 'rho_spectrum@1']
     computer = metrics.MetricComputer(names, options())
-    computed, extra = computer.compute_standard(options(), model, loader, ['discriminative', 'other'], 'cpu')
-    assert not model.training
-    with torch.no_grad():
-        embeddings = TupleNet.forward(model, dataset.images)[0].numpy()
-    expected = metrics.compute_metrics(embeddings, dataset.labels, names, options())
-    for evaltype in ('discriminative', 'other'):
+    computed = computer.compute_of_embeddings(torch.as_tensor(dataset.labels), {'a': features, 'b': -features[:, :3]},
+                                              ['a', 'b'], n_threads=1)
+    for evaltype, rows in (('a', features), ('b', -features[:, :3])):
+        expected = metrics.compute_metrics(rows, dataset.labels, names, options())
         assert list(computed[evaltype]) == names
         for name in names:
-            np.testing.assert_allclose(computed[evaltype][name], expected[name], rtol=1e-6, err_msg=name)
-        np.testing.assert_allclose(extra[evaltype]['features'], embeddings, rtol=1e-6)
-        assert extra[evaltype]['target_labels'].shape == (24, 1)
-        assert extra[evaltype]['image_paths'] is dataset.image_paths
-        assert extra[evaltype]['query_image_paths'] is None and extra[evaltype]['gallery_image_paths'] is None
-
-
-def test_dict_outputs_are_picked_per_evaltype():
-    class DictNet(TupleNet):
-        def forward(self, x):
-            embedding = super().forward(x)[0]
-            return {'a': embedding, 'b': -embedding[:, :3]}, None
-
-    loader = DataLoader(TinyDataset(), batch_size=7)
-    computer = metrics.MetricComputer(['dists@inter'], options())
-    _, extra = computer.compute_standard(options(), DictNet(), loader, ['a', 'b'], 'cpu')
-    assert extra['a']['features'].shape == (24, 6) and extra['b']['features'].shape == (24, 3)
+            np.testing.assert_array_equal(computed[evaltype][name], expected[name], err_msg=name)
 
 
 def test_requires_is_the_ordered_union():
@@ -94,24 +80,26 @@ def test_thread_count_is_restored_after_the_evaluation():
     opt = options()
     opt.kernels = threads + 2
     computer = metrics.MetricComputer(['e_recall@1'], opt)
-    computer.compute_standard(opt, TupleNet(), DataLoader(TinyDataset(), batch_size=8), ['discriminative'], 'cpu')
+    dataset = TinyDataset()
+    computer.compute_of_embeddings(torch.as_tensor(dataset.labels), {'discriminative': embeddings_of(TupleNet(), dataset)},
+                                   ['discriminative'], n_threads=opt.kernels)
     assert torch.get_num_threads() == threads
 
 
 def test_n_classes_is_an_argument_and_opt_n_classes_only_its_fallback():
     """k of the k-means = the number of training classes, passed explicitly; opt.n_classes serves old callers."""
-    dataset, model = TinyDataset(), TupleNet()
-    loader = DataLoader(dataset, batch_size=8)
+    dataset = TinyDataset()
+    features = embeddings_of(TupleNet(), dataset)
     names = ['nmi', 'f1']
     bare = argparse.Namespace(rho_spectrum_embed_dim=6, evaluate_on_gpu=False, kernels=1)
-    computed, extra = metrics.MetricComputer(names, bare, n_classes=3).compute_standard(
-        bare, model, loader, ['discriminative'], 'cpu')
+    labels, rows = torch.as_tensor(dataset.labels), {'discriminative': features}
+    computed = metrics.MetricComputer(names, bare, n_classes=3).compute_of_embeddings(
+        labels, rows, ['discriminative'], n_threads=1)
     via_opt = options()
     via_opt.n_classes = 3
-    old_style, _ = metrics.MetricComputer(names, via_opt).compute_standard(
-        via_opt, model, loader, ['discriminative'], 'cpu')
+    old_style = metrics.MetricComputer(names, via_opt).compute_of_embeddings(labels, rows, ['discriminative'],
+                                                                             n_threads=1)
     assert computed == old_style
-    features = extra['discriminative']['features']
     overridden = metrics.compute_metrics(features, dataset.labels, names, options(), n_classes=3)
     assert overridden == computed['discriminative']
     assert overridden != metrics.compute_metrics(features, dataset.labels, names, options())  # opt says 4

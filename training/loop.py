@@ -57,6 +57,7 @@ class TrainingRun:
         self.start_time = time.time()
         if context.resume_state is not None:
             self.restore(context.resume_state)
+        self.checkpoints = build_checkpoint_saver(opt, self.LOG)
 
     @property
     def criterion(self):
@@ -143,8 +144,7 @@ class TrainingRun:
         train_log.log('time', np.round(seconds, 4))
 
     def evaluate_epoch(self, epoch):
-        import evaluation
-        opt, context = self.opt, self.context
+        opt = self.opt
         passes = [('Testing', 'testing', 'Test')]
         if opt.use_tv_split:
             passes.append(('Validation', 'validation', 'Val'))
@@ -153,12 +153,32 @@ class TrainingRun:
         self.model.eval()
         for title, loader_key, log_key in passes:
             print('\nComputing {} Metrics...'.format(title))
-            evaluation.evaluate(self.LOG, self.metric_computer, self.dataloaders[loader_key], self.embedder,
-                                evaltypes=opt.evaltypes, storage_metrics=opt.storage_metrics,
-                                recorded_options=context.recorded_options(epoch), epoch=epoch,
-                                log_key=log_key, log_online=opt.log_online, n_threads=opt.kernels,
-                                make_recall_plot=opt.make_recall_plot and log_key == 'Test',
-                                log_epoch=opt.evaluate_every != 1, write_files=context.is_main_process)
+            self.evaluate_split(epoch, loader_key=loader_key, log_key=log_key)
+
+    def evaluate_split(self, epoch, *, loader_key, log_key):
+        """One evaluation pass; its result goes to the console, the checkpoints, W&B's histograms, the
+        progress log and the sample-recoveries figure, in this order (the reference's)."""
+        import evaluation
+        opt = self.opt
+        result = evaluation.evaluate(self.dataloaders[loader_key], embedder=self.embedder,
+                                     metric_computer=self.metric_computer, evaltypes=opt.evaltypes,
+                                     n_threads=opt.kernels)
+        if result is None:      # a data-parallel helper process: the main process reports
+            return
+        with evaluation.main_process_alone(self.context.world):
+            print(evaluation.result_block(result.metrics))
+            self.checkpoints.save_improved(log_key, result.metrics, contents=lambda: {
+                'state_dict': self.model.state_dict(), 'opt': self.context.recorded_options(epoch),
+                'progress': self.LOG.progress_saver, 'aux': None})
+            if opt.log_online:
+                evaluation.log_histograms(result.histograms, epoch=epoch, log_key=log_key)
+            evaluation.log_metrics(self.LOG.progress_saver[log_key], result.metrics,
+                                   epoch=epoch if opt.evaluate_every != 1 else None)
+            if opt.make_recall_plot and log_key == 'Test':
+                from evaluation.recall_plot import save_sample_recoveries
+                # the reference overwrites one file per evaltype: the last one wins
+                save_sample_recoveries(result.features[opt.evaltypes[-1]], result.image_paths,
+                                       self.LOG.save_path + '/sample_recoveries.png')
 
     def write_summary(self):
         minutes = np.round((time.time() - self.start_time) / 60, 2)
@@ -296,6 +316,15 @@ def build_logger(context):
     return logging_utils.LOGGER(context.run_folder, sub_loggers=sub_loggers,
                                 log_online=opt.log_online and context.is_main_process,
                                 make_plots=not opt.no_plots, write_files=context.is_main_process)
+
+
+def build_checkpoint_saver(opt, LOG):
+    """Checkpoint on improvement of each --storage_metrics of each --evaltypes, per evaluated split; the best
+    values so far are those of the log (empty for a fresh run, restored for a resumed one)."""
+    import evaluation
+    saver = evaluation.CheckpointSaver(LOG.save_path, storage_metrics=opt.storage_metrics, evaltypes=opt.evaltypes)
+    saver.restore(LOG.progress_saver)
+    return saver
 
 
 def build_objective_and_optimizer(context, model):
