@@ -124,6 +124,8 @@ def build_ranking(loss, opt, batchminer=None, n_classes=None):
         if batchminer.name not in criterion.ALLOWED_MINING_OPS:
             raise MiningMismatchError('{}-mining not allowed for {}-loss!'.format(batchminer.name, loss))
         arguments['batchminer'] = batchminer
+        if getattr(criterion, 'NEEDS_MINER_NAME', False):
+            arguments['miner_name'] = batchminer.name
     if getattr(criterion, 'NEEDS_N_CLASSES', False):
         if n_classes is None:
             raise CriterionError('Loss {} has per-class parameters and needs the number of training classes '
