@@ -50,7 +50,9 @@ def test_lsd_on_a_timm_vit_with_adamw_cosine_and_clipping(straight):
     assert (saved.arch, saved.optim, saved.scheduler, saved.clip_grad) == (ARCH, 'adamw', 'cosine', 1.0)
     # timm's per-update schedule: epoch 0 starts at its warm-up rate 1e-5; after the warm-up epoch's U updates
     # the cosine over the run's 2U updates is at its midpoint, half of --lr
-    assert 'Running with learning rates 1e-05 |' in stdout and 'Running with learning rates 0.0005 |' in stdout
+    first_rates = [float(line.split('rates ')[1].split(' |')[0]) for line in stdout.splitlines()
+                   if line.startswith('Running with learning rates')]
+    assert first_rates[0] == 1e-5 and first_rates[1] == pytest.approx(0.0005, rel=1e-12)
     kd = column(folder, 'Data_Train_loss_kd.csv', 'loss_kd')
     assert kd[0] == 0 and kd[1] > 0  # the teacher (the same timm model, previous epoch) distils from epoch 1
     recall = column(folder, 'Data_Test_discriminative_e_recall.csv', 'e_recall@1')
