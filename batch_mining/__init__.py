@@ -1,8 +1,10 @@
 """Batch miners: `select(name, opt, loss)` builds the miner a tuple-based loss calls once per forward as
-`miner(batch, labels)`; `ignored_flag_notices(opt)` lists the start-up notices for miner flags it does not read.
+`miner(batch, labels, ref_embeddings=None, ref_labels=None)` (pytorch-metric-learning's interface; reference rows,
+e.g. a cross-batch memory, widen the candidates to batch ∪ reference, see `batch_mining/common.py`);
+`ignored_flag_notices(opt)` lists the start-up notices for miner flags it does not read.
 
-Triplet-form miners return an int64 (T, 3) tensor of (anchor, positive, negative) batch positions
-on the batch's device (T may be 0); `npair` and `lifted` return the set form, a 3-tuple of
+Triplet-form miners return an int64 (T, 3) tensor of (anchor, positive, negative) positions in batch ∪ reference
+(the batch's rows first; anchors are batch rows) on the batch's device (T may be 0); `npair` and `lifted` return the set form, a 3-tuple of
 lists (see their modules). Sampling is vectorised over the batch with torch's global generator.
 """
 from batch_mining import (distance, intra_random, lifted, npair, parametric, random, random_distance,

@@ -4,6 +4,15 @@ inverse-sphere-distance negative weights and the batched categorical draws that 
 reference's per-anchor `np.random.choice` loop (same distributions, one draw per row).
 
 All draws use torch's global generator of the batch's device (seeded by the trainer with --seed).
+
+One interface for every miner, as pytorch-metric-learning's miners take it:
+`miner(embeddings, labels, ref_embeddings=None, ref_labels=None)`. Anchors are always batch rows; the
+candidates for positives and negatives are the batch's rows followed by the reference rows (a cross-batch
+memory's entries), and the returned positions index that joined set, so batch rows keep their positions. A
+batch row is never its own candidate (row i of the batch is column i of the joined set). Without reference
+rows the joined set is the batch and every miner's draws are those of the batch alone, bit for bit. Unlike
+PML, where a reference set replaces the batch as the candidates, here it widens them: the memory pairs the
+batch with batch ∪ memory, and only the miner knows where an anchor's own column is.
 """
 import numpy as np
 import torch
@@ -41,6 +50,48 @@ def pairwise_distances(batch, floor=0.0):
     gram = x @ x.T
     norms = gram.diagonal()
     return (norms[:, None] + norms[None, :] - 2 * gram).clamp(min=floor).sqrt()
+
+
+def candidate_labels(batch, labels, ref_embeddings=None, ref_labels=None):
+    """(batch labels, labels of the joined candidate set, reference rows or None) on the batch's device: the
+    joined labels are the batch's followed by the reference rows' (the same tensor without reference rows)."""
+    labels = batch_labels(labels, batch)
+    if ref_embeddings is None:
+        if ref_labels is not None:
+            raise MiningError('batch mining got reference labels without reference embeddings')
+        return labels, labels, None
+    if ref_labels is None:
+        raise MiningError('batch mining got reference embeddings without their labels')
+    ref_embeddings = ref_embeddings.detach().to(device=batch.device, dtype=batch.dtype)
+    ref_labels = batch_labels(ref_labels, ref_embeddings, device=batch.device)
+    if ref_embeddings.shape[1:] != batch.shape[1:]:
+        raise MiningError('batch mining got reference embeddings of dimension {} for a batch of dimension {}'.format(
+            tuple(ref_embeddings.shape[1:]), tuple(batch.shape[1:])))
+    return labels, torch.cat([labels, ref_labels]), ref_embeddings
+
+
+def candidate_distances(batch, ref_embeddings=None, floor=0.0):
+    """Anchor-to-candidate distances: `pairwise_distances` of the batch without reference rows (B x B, the
+    unmemoried values bit for bit), else sqrt(max(‖a‖² + ‖c‖² − 2 a·c, floor)) to batch ∪ reference (B x N)."""
+    if ref_embeddings is None:
+        return pairwise_distances(batch, floor)
+    return cross_distances(batch, torch.cat([batch.detach(), ref_embeddings]), floor)
+
+
+def cross_distances(rows, columns, floor=0.0):
+    """sqrt(max(‖r‖² + ‖c‖² − 2 r·c, floor)) without gradient, rows × columns (the Gram form of the miners)."""
+    rows, columns = rows.detach(), columns.detach()
+    squared = rows.pow(2).sum(dim=1)[:, None] + columns.pow(2).sum(dim=1)[None, :] - 2 * rows @ columns.T
+    return squared.clamp(min=floor).sqrt()
+
+
+def anchor_masks(labels, column_labels):
+    """The B x N masks (same, positive, negative) of the batch's anchors against the joined candidates:
+    S(i) including column i (the anchor itself), P(i) = S(i) minus column i, N(i); `label_masks` when the
+    candidates are the batch."""
+    same = labels[:, None] == column_labels[None, :]
+    positive = same & ~torch.eye(len(labels), len(column_labels), dtype=torch.bool, device=labels.device)
+    return same, positive, ~same
 
 
 def label_masks(labels):

@@ -4,7 +4,11 @@ comparability with the reference) and an independent negative drawn with the inv
 on distances clamped below at --miner_distance_lower_cutoff. --miner_distance_upper_cutoff is
 stored but never applied, as in the reference.
 
-Optional columns: `distances` (B x M, used as given, unclamped) and `tar_labels` (their M labels).
+With reference rows (`ref_embeddings`, `ref_labels`, e.g. a cross-batch memory) the columns are batch ∪
+reference: each batch anchor draws from its distances to every joined row (B x (B + M)), as below with
+`tar_labels` the joined labels, so column i is the anchor itself.
+
+The reference's optional columns: `distances` (B x M, used as given, unclamped) and `tar_labels` (their M labels).
 The positive is then uniform over the columns of the anchor's label, minus column i when there are
 two or more (as specified, even though column i need not be the anchor), else that single column.
 Deviation: an anchor with no column of its label is skipped instead of mispairing every
@@ -12,8 +16,8 @@ later triplet.
 """
 import torch
 
-from batch_mining.common import (MiningError, as_triplets, batch_labels, draw_inverse_sphere_negatives,
-                                 draw_uniform, pairwise_distances, read_option)
+from batch_mining.common import (MiningError, as_triplets, batch_labels, candidate_distances, candidate_labels,
+                                 draw_inverse_sphere_negatives, draw_uniform, pairwise_distances, read_option)
 
 
 class BatchMiner:
@@ -25,9 +29,15 @@ class BatchMiner:
         self.upper_cutoff = read_option(opt, 'miner_distance_upper_cutoff')
         self.name = 'distance'
 
-    def __call__(self, batch, labels, tar_labels=None, return_distances=False, distances=None):
+    def __call__(self, batch, labels, ref_embeddings=None, ref_labels=None, tar_labels=None, return_distances=False,
+                 distances=None):
         dim = batch.shape[1]
-        if distances is None:
+        if ref_embeddings is not None or ref_labels is not None:
+            if tar_labels is not None or distances is not None:
+                raise MiningError('distance mining takes reference rows or tar_labels/distances, not both')
+            labels, tar_labels, ref_embeddings = candidate_labels(batch, labels, ref_embeddings, ref_labels)
+            distances = candidate_distances(batch, ref_embeddings).clamp(min=self.lower_cutoff)
+        elif distances is None:
             distances = pairwise_distances(batch).clamp(min=self.lower_cutoff)
         else:
             distances = distances.detach()

@@ -2,9 +2,10 @@
 positive, ascending: all its positives P(i) and all its negatives N(i).
 
 Returns `(anchors, positives, negatives)`: a list of int anchor positions and two lists of
-ascending int64 numpy arrays, one array per anchor.
+ascending int64 numpy arrays, one array per anchor. With reference rows the sets are taken over
+batch ∪ reference (the batch's rows are the anchors).
 """
-from batch_mining.common import batch_labels, label_masks
+from batch_mining.common import anchor_masks, candidate_labels
 from batch_mining.npair import rows_as_arrays
 
 
@@ -15,9 +16,9 @@ class BatchMiner:
         self.par = opt
         self.name = 'lifted'
 
-    def __call__(self, batch, labels):
-        labels = batch_labels(labels, batch)
-        _, positive, negative = label_masks(labels)
+    def __call__(self, batch, labels, ref_embeddings=None, ref_labels=None):
+        labels, joined, _ = candidate_labels(batch, labels, ref_embeddings, ref_labels)
+        _, positive, negative = anchor_masks(labels, joined)
         anchors = positive.any(dim=1).nonzero().squeeze(1)
         return (anchors.tolist(), rows_as_arrays(positive[anchors].cpu().numpy()),
                 rows_as_arrays(negative[anchors].cpu().numpy()))

@@ -2,11 +2,12 @@
 one positive uniform over P(i), and every position of another label as the negative set.
 
 Returns `(anchors, positives, negatives)`: a list of int anchor positions, a list of one int
-positive per anchor, and a list of ascending int64 numpy arrays (empty for a one-class batch).
+positive per anchor, and a list of ascending int64 numpy arrays (empty for a one-class batch). With
+reference rows the positive and the negatives come from batch ∪ reference (the batch's rows are the anchors).
 """
 import numpy as np
 
-from batch_mining.common import batch_labels, draw_uniform, label_masks
+from batch_mining.common import anchor_masks, candidate_labels, draw_uniform
 
 
 def rows_as_arrays(mask):
@@ -24,9 +25,9 @@ class BatchMiner:
         self.par = opt
         self.name = 'npair'
 
-    def __call__(self, batch, labels):
-        labels = batch_labels(labels, batch)
-        _, positive, negative = label_masks(labels)
+    def __call__(self, batch, labels, ref_embeddings=None, ref_labels=None):
+        labels, joined, _ = candidate_labels(batch, labels, ref_embeddings, ref_labels)
+        _, positive, negative = anchor_masks(labels, joined)
         anchors = positive.any(dim=1).nonzero().squeeze(1)
         positives = draw_uniform(positive[anchors])
         negatives = rows_as_arrays(negative[anchors].cpu().numpy())

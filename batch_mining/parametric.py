@@ -13,13 +13,14 @@ no leftover interactive breakpoint; semihards sets the out-of-band bins to 0 bef
 reference's zeroing test, s < 0.3 and s > 0.7 at once, can never hold);
 pairs with d < lo or d > hi get weight 0, the OR the reference wrote as an always-false AND;
 an unknown mode is a one-line error. Consequence of the OR: an anchor whose negatives all lie
-outside [lo, hi] has nothing to draw from and is skipped.
+outside [lo, hi] has nothing to draw from and is skipped. With reference rows the positives and negatives
+come from batch ∪ reference (the batch's rows are the anchors).
 """
 import numpy as np
 import torch
 
-from batch_mining.common import (MiningError, as_triplets, batch_labels, draw_categorical, draw_uniform,
-                                 label_masks, pairwise_distances, read_option)
+from batch_mining.common import (MiningError, anchor_masks, as_triplets, candidate_distances, candidate_labels,
+                                 draw_categorical, draw_uniform, read_option)
 
 MODES = ('uniform', 'hards', 'semihards', 'veryhards')
 
@@ -61,10 +62,10 @@ class BatchMiner:
         self.distr = bin_weights(self.mode, self.support)
         self.name = 'parametric'
 
-    def __call__(self, batch, labels):
-        labels = batch_labels(labels, batch)
-        distances = pairwise_distances(batch, floor=1e-4).to(torch.float64)
-        _, positive, negative = label_masks(labels)
+    def __call__(self, batch, labels, ref_embeddings=None, ref_labels=None):
+        labels, joined, ref_embeddings = candidate_labels(batch, labels, ref_embeddings, ref_labels)
+        distances = candidate_distances(batch, ref_embeddings, floor=1e-4).to(torch.float64)
+        _, positive, negative = anchor_masks(labels, joined)
         interior = torch.as_tensor(self.support[1:-1], device=distances.device)
         weights = torch.as_tensor(self.distr, device=distances.device)[torch.bucketize(distances, interior)]
         outside = (distances < self.support[0]) | (distances > self.support[-1])

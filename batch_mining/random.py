@@ -3,11 +3,12 @@ replacement from all valid (a, p, n) with y_a = y_p, a != p, y_n != y_a.
 
 The valid set (Σ_c n_c(n_c−1)(B−n_c) triplets) is never listed: each triplet is a number k in
 [0, V), ordered by anchor, then positive rank, then negative rank. Distinct numbers are drawn by
-rejecting repeats in batched rounds, which gives a uniformly random B-subset in random order.
+rejecting repeats in batched rounds, which gives a uniformly random B-subset in random order. With reference
+rows, p and n range over batch ∪ reference and a over the batch.
 """
 import torch
 
-from batch_mining.common import MiningError, as_triplets, batch_labels, label_masks
+from batch_mining.common import MiningError, anchor_masks, as_triplets, candidate_labels
 
 
 def kth_true(mask, rows, ranks):
@@ -36,10 +37,10 @@ class BatchMiner:
         self.par = opt
         self.name = 'random'
 
-    def __call__(self, batch, labels):
-        labels = batch_labels(labels, batch)
+    def __call__(self, batch, labels, ref_embeddings=None, ref_labels=None):
+        labels, joined, _ = candidate_labels(batch, labels, ref_embeddings, ref_labels)
         bs = labels.numel()
-        _, positive, negative = label_masks(labels)
+        _, positive, negative = anchor_masks(labels, joined)
         n_pos, n_neg = positive.sum(dim=1), negative.sum(dim=1)
         per_anchor = n_pos * n_neg
         n_valid = int(per_anchor.sum())

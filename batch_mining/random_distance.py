@@ -3,13 +3,14 @@ under a uniformly random permutation of the batch labels (the embeddings stay in
 are the positions whose shuffled label occurs twice; positive uniform over the shuffled P(i),
 negative with the inverse-sphere weights under the shuffled labels, on Dist-plain distances
 clamped at --miner_distance_lower_cutoff (upper cutoff unused, as in the reference).
-Its `.name` is 'distance', as in the reference: losses treat it as the distance miner;
+With reference rows the labels of batch ∪ reference are permuted together and the batch's rows anchor
+against the joined set. Its `.name` is 'distance', as in the reference: losses treat it as the distance miner;
 its `key` is the registry key.
 """
 import torch
 
-from batch_mining.common import (as_triplets, batch_labels, draw_inverse_sphere_negatives, draw_uniform,
-                                 label_masks, pairwise_distances, read_option)
+from batch_mining.common import (anchor_masks, as_triplets, candidate_distances, candidate_labels,
+                                 draw_inverse_sphere_negatives, draw_uniform, read_option)
 
 
 class BatchMiner:
@@ -21,12 +22,12 @@ class BatchMiner:
         self.upper_cutoff = read_option(opt, 'miner_distance_upper_cutoff')
         self.name = 'distance'
 
-    def __call__(self, batch, labels):
-        labels = batch_labels(labels, batch)
-        shuffled = labels[torch.randperm(labels.numel(), device=labels.device)]
+    def __call__(self, batch, labels, ref_embeddings=None, ref_labels=None):
+        labels, joined, ref_embeddings = candidate_labels(batch, labels, ref_embeddings, ref_labels)
+        shuffled = joined[torch.randperm(joined.numel(), device=labels.device)]
         dim = batch.shape[-1]
-        distances = pairwise_distances(batch).clamp(min=self.lower_cutoff)
-        same, positive, _ = label_masks(shuffled)
+        distances = candidate_distances(batch, ref_embeddings).clamp(min=self.lower_cutoff)
+        same, positive, _ = anchor_masks(shuffled[:labels.numel()], shuffled)
         anchors = positive.any(dim=1).nonzero().squeeze(1)
         positives = draw_uniform(positive[anchors])
         negatives = draw_inverse_sphere_negatives(distances, dim, same, anchors, 'random_distance')

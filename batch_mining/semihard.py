@@ -3,13 +3,14 @@ d_ip < d_in < d_ip + margin of the drawn positive, else uniform over N(i).
 
 The margin is `--loss_<base loss>_margin` of the loss the miner serves (`triplet_lsd` reads
 `--loss_triplet_margin`: an LSD key is its ranking loss plus distillation), read when the miner is built.
+With reference rows the positives and negatives come from batch ∪ reference (the batch's rows are the anchors).
 Deviation: where the reference crashes on an anchor with no positive or no negative (it never skips an
 anchor), that anchor is skipped, so T < B only in batches the reference cannot mine.
 """
 import torch
 
-from batch_mining.common import (MiningError, as_triplets, batch_labels, draw_uniform, label_masks,
-                                 pairwise_distances, read_option)
+from batch_mining.common import (MiningError, anchor_masks, as_triplets, candidate_distances, candidate_labels,
+                                 draw_uniform, read_option)
 
 
 LSD_SUFFIX = '_lsd'
@@ -41,10 +42,10 @@ class BatchMiner:
         self.margin = check_semihard(read_option(opt, 'loss') if loss is None else loss, opt)
         self.name = 'semihard'
 
-    def __call__(self, batch, labels, return_distances=False):
-        labels = batch_labels(labels, batch)
-        distances = pairwise_distances(batch)
-        _, positive, negative = label_masks(labels)
+    def __call__(self, batch, labels, ref_embeddings=None, ref_labels=None, return_distances=False):
+        labels, joined, ref_embeddings = candidate_labels(batch, labels, ref_embeddings, ref_labels)
+        distances = candidate_distances(batch, ref_embeddings)
+        _, positive, negative = anchor_masks(labels, joined)
         anchors = (positive.any(dim=1) & negative.any(dim=1)).nonzero().squeeze(1)
         positives = draw_uniform(positive[anchors])
         row_distances, row_negative = distances[anchors], negative[anchors]

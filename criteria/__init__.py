@@ -15,7 +15,7 @@ from criteria import (angular, ap_loss, arcface, contrastive, histogram, lifted,
 from criteria.common import LSD_SUFFIX, CriterionError
 from criteria.cross_batch_memory import CrossBatchMemory, accepts_memory
 from criteria.listwise_distillation import DistillationSchedule, ListwiseDistillation, listwise_kd
-from criteria.objective import Objective
+from criteria.objective import Objective, parameter_groups
 
 BASE_LOSSES = {
     'triplet': triplet,
@@ -111,17 +111,6 @@ def build_memory(loss, opt):
     return CrossBatchMemory(size, getattr(opt, 'xbm_start', 0))
 
 
-def parameter_groups(ranking):
-    """The optimizer groups of a ranking loss's own parameters: its `optim_dict_list` when it has one, else
-    one group of all its parameters at its `lr`; none for a loss without learnable parameters. The groups
-    carry no weight_decay, so the optimizer's default (0 in both trainers) applies."""
-    if not type(ranking).REQUIRES_OPTIM:
-        return []
-    if getattr(ranking, 'optim_dict_list', None) is not None:
-        return list(ranking.optim_dict_list)
-    return [{'params': list(ranking.parameters()), 'lr': ranking.lr}]
-
-
 def build_ranking(loss, opt, batchminer=None, n_classes=None):
     """The ranking loss of a key (base or LSD), checked against its miner; `n_classes` sizes the per-class
     parameters of the losses that have them."""
@@ -135,6 +124,8 @@ def build_ranking(loss, opt, batchminer=None, n_classes=None):
         if batchminer.name not in criterion.ALLOWED_MINING_OPS:
             raise MiningMismatchError('{}-mining not allowed for {}-loss!'.format(batchminer.name, loss))
         arguments['batchminer'] = batchminer
+        if getattr(criterion, 'NEEDS_MINER_NAME', False):
+            arguments['miner_name'] = batchminer.name
     if getattr(criterion, 'NEEDS_N_CLASSES', False):
         if n_classes is None:
             raise CriterionError('Loss {} has per-class parameters and needs the number of training classes '
@@ -146,7 +137,8 @@ def build_ranking(loss, opt, batchminer=None, n_classes=None):
 def build_objective(loss, opt, n_classes, batchminer=None):
     """(Objective, its parameter groups) for any key: the ranking loss alone, or for `_lsd` keys composed with
     the listwise distillation term (--kd_tau, --kd_beta) and its weight schedule (--kd_alpha, --n_epochs);
-    with --xbm_size the ranking loss also pairs the batch with a cross-batch memory."""
+    with --xbm_size the ranking loss also pairs the batch with a cross-batch memory. The groups are the loss's
+    own (`parameter_groups`, with --decay for a loss that decays its parameters)."""
     ranking = build_ranking(loss, opt, batchminer, n_classes)
     memory = build_memory(loss, opt)
     if is_lsd(loss):
@@ -154,7 +146,7 @@ def build_objective(loss, opt, n_classes, batchminer=None):
                               DistillationSchedule.from_options(opt), memory=memory)
     else:
         objective = Objective(loss, ranking, memory=memory)
-    return objective, parameter_groups(ranking)
+    return objective, objective.optimizer_groups(getattr(opt, 'decay', 0.0))
 
 
 def select(loss, opt, to_optim=None, batchminer=None, n_classes=None):

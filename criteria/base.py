@@ -30,15 +30,16 @@ class TripletLoss(torch.nn.Module):
 
     def forward(self, batch, labels, memory=None, **kwargs):
         """Extra keywords are ignored, as the reference's trainers pass some. With `memory` (detached
-        embeddings and labels of past batches) the miner draws positives and negatives from batch ∪ memory
-        and only the batch's rows are anchors."""
+        embeddings and labels of past batches) the miner takes them as its reference rows: only the batch's
+        rows are anchors, positives and negatives come from batch ∪ memory (the miner's positions index it)."""
         labels = label_tensor(labels, batch)
         if memory is None:
             triplets = triplet_indices(self.batchminer(batch, labels), batch)
         else:
-            n_anchors = len(batch)
+            memory_embeddings, memory_labels = memory
+            mined = self.batchminer(batch, labels, memory_embeddings, memory_labels)
             batch, labels = with_memory(batch, labels, memory)
-            triplets = self.mine_with_memory(batch, labels, n_anchors)
+            triplets = triplet_indices(mined, batch)
         if not len(triplets):
             return graph_zero(batch)
         anchor, positive, negative = batch[triplets[:, 0]], batch[triplets[:, 1]], batch[triplets[:, 2]]
@@ -46,24 +47,6 @@ class TripletLoss(torch.nn.Module):
 
     def triplet_loss(self, anchor, positive, negative, triplets, batch, labels):
         raise NotImplementedError
-
-    def mine_with_memory(self, joined, labels, n_anchors):
-        """Triplets whose anchors are the first `n_anchors` rows of batch ∪ memory. The distance miner takes
-        the anchors' distances to every row (B × (B + M), so the cost grows with B·M); any other miner
-        mines all rows and the triplets of memory anchors are dropped (a (B + M)² cost)."""
-        if getattr(self.batchminer, 'key', None) == 'distance':
-            distances = cross_distances_gram(joined[:n_anchors], joined).clamp(min=self.batchminer.lower_cutoff)
-            mined = self.batchminer(joined[:n_anchors], labels[:n_anchors], tar_labels=labels, distances=distances)
-            return triplet_indices(mined, joined)
-        triplets = triplet_indices(self.batchminer(joined, labels), joined)
-        return triplets[triplets[:, 0] < n_anchors]
-
-
-def cross_distances_gram(rows, columns):
-    """sqrt(max(‖r‖² + ‖c‖² − 2 r·c, 0)) without gradient: the miners' Gram-form distance, rows × columns."""
-    rows, columns = rows.detach(), columns.detach()
-    squared = rows.pow(2).sum(dim=1)[:, None] + columns.pow(2).sum(dim=1)[None, :] - 2 * rows @ columns.T
-    return squared.clamp(min=0).sqrt()
 
 
 class SetLoss(torch.nn.Module):
@@ -111,6 +94,11 @@ class ClassProxyLoss(torch.nn.Module):
         super().__init__()
         self.name = name
         self.n_classes = n_classes
+
+    def no_weight_decay(self):
+        """Names of the per-class parameters, which the decoupled-decay recipe (timm's `no_weight_decay`
+        convention) leaves undecayed, like biases and norms."""
+        return {name for name, _ in self.named_parameters()}
 
     def forward(self, batch, labels, **kwargs):
         labels = label_tensor(labels, batch)

@@ -11,18 +11,23 @@ import torch
 from criteria.common import CriterionError, label_tensor
 
 
-class CrossBatchMemory:
+class CrossBatchMemory(torch.nn.Module):
     """`size` slots written in a ring; from training iteration `start` on, each call uses the memory's
-    current contents and then adds the batch (so at iteration `start` the memory is still empty)."""
+    current contents and then adds the batch (so at iteration `start` the memory is still empty).
+
+    A module: the slots are its buffers `embeddings` (size, D) and `labels` (size,), allocated with the first
+    batch's dtype and device (None before), and its counters are the module's extra state, so `.to()` moves the
+    slots and `state_dict()` holds everything a resumed run needs (`embeddings`, `labels`, `_extra_state`)."""
 
     def __init__(self, size, start=0):
+        super().__init__()
         if size < 1 or start < 0:
             raise CriterionError('cross-batch memory: size must be at least 1 and start not negative '
                                  '(got size {}, start {})'.format(size, start))
         self.size = int(size)
         self.start = int(start)
-        self.embeddings = None   # (size, D), allocated with the first batch's dtype and device
-        self.labels = None       # (size,) int64
+        self.register_buffer('embeddings', None)   # (size, D)
+        self.register_buffer('labels', None)       # (size,) int64
         self.filled = 0          # slots holding an entry
         self.next_slot = 0       # where the next entry goes
         self.iteration = 0       # training iterations seen, the memory's own clock for `start`
@@ -70,20 +75,44 @@ class CrossBatchMemory:
         self.enqueue(embeddings, labels)
         return value
 
-    def state_dict(self):
-        """What a resumed run needs to continue identically (tensors as they are; the caller moves them)."""
-        return {'size': self.size, 'start': self.start, 'filled': self.filled, 'next_slot': self.next_slot,
-                'iteration': self.iteration, 'embeddings': self.embeddings, 'labels': self.labels}
+    def forward(self, ranking, embeddings, labels):
+        return self.loss(ranking, embeddings, labels)
 
-    def load_state_dict(self, state):
-        if state is None:
-            raise CriterionError('cross-batch memory: the resume state holds no memory (saved by a run '
-                                 'without --xbm_size)')
+    def get_extra_state(self):
+        return {'size': self.size, 'start': self.start, 'filled': self.filled, 'next_slot': self.next_slot,
+                'iteration': self.iteration}
+
+    def set_extra_state(self, state):
         if state['size'] != self.size:
             raise CriterionError('cross-batch memory: the saved memory has {} slots, this run --xbm_size {}'
                                  .format(state['size'], self.size))
         self.filled, self.next_slot, self.iteration = state['filled'], state['next_slot'], state['iteration']
-        self.embeddings, self.labels = state['embeddings'], state['labels']
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                              error_msgs):
+        """The slots are allocated lazily: take the saved ones' shape, dtype and device before torch copies them
+        (a memory saved before its first batch has none)."""
+        if prefix + '_extra_state' not in state_dict:
+            raise CriterionError('cross-batch memory: the resume state holds no memory (saved by a run '
+                                 'without --xbm_size)')
+        for name in ('embeddings', 'labels'):
+            saved = state_dict.get(prefix + name)
+            if saved is not None:
+                setattr(self, name, torch.empty_like(saved))
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                                      error_msgs)
+
+    @staticmethod
+    def legacy_state(state):
+        """A memory entry of the resume files written beside the criterion (a plain dict of counters and
+        tensors) as this module's state_dict."""
+        if state is None:
+            return {}
+        converted = {'_extra_state': {key: state[key] for key in ('size', 'start', 'filled', 'next_slot', 'iteration')}}
+        for name in ('embeddings', 'labels'):
+            if state.get(name) is not None:
+                converted[name] = state[name]
+        return converted
 
 
 def accepts_memory(criterion):

@@ -26,11 +26,13 @@ def listwise_kd(student, teacher, labels, tau=1.0, beta=1.0):
     return kl.sum() / len(student)
 
 
-class ListwiseDistillation:
+class ListwiseDistillation(torch.nn.Module):
     """The KD term with its temperature τ (--kd_tau) and off-class factor β (--kd_beta, 1 under
-    --f_distillation_standard; a flag of its own so it never collides with the margin loss's β)."""
+    --f_distillation_standard; a flag of its own so it never collides with the margin loss's β). A module
+    without parameters or state, so that it is a child of the objective."""
 
     def __init__(self, tau, beta):
+        super().__init__()
         self.tau = tau
         self.beta = beta
 
@@ -38,7 +40,7 @@ class ListwiseDistillation:
     def from_options(cls, opt):
         return cls(opt.kd_tau, 1.0 if opt.f_distillation_standard else opt.kd_beta)
 
-    def __call__(self, student, teacher, labels):
+    def forward(self, student, teacher, labels):
         return listwise_kd(student, teacher, labels, self.tau, self.beta)
 
 

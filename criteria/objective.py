@@ -2,18 +2,22 @@
 
     total = ranking + w(e)·KD,   w(e) = (e / N)·α·τ²   (the LSD paper's objective; w = 0 without LSD)
 
-`Objective` is a plain object, not a module: the ranking loss is the `ranking` module and everything
-checkpointed is its state (the reference's keys: `beta`, `proxies`, ...). The methods below that a module
-would have delegate to `ranking` explicitly; nothing else is forwarded, so assigning an attribute on the
-objective never changes the ranking loss.
+`Objective` is a module whose children are the ranking loss (`ranking`), the distillation term
+(`distillation`, LSD only) and the cross-batch memory (`memory`, --xbm_size only): `.to`, `.train`,
+`.parameters()` and `state_dict()` are torch's. Its state_dict, what resume files store under 'criterion',
+holds `ranking.<the loss's keys>` (`ranking.beta`, `ranking.proxies`, ...) and with a memory
+`memory.embeddings`, `memory.labels`, `memory._extra_state`. Entries written before, with the ranking loss's
+bare keys (`beta`, `proxies`) and the memory in a separate entry, load through `legacy_state`.
 """
 import contextlib
 
 import torch
 
 from criteria.common import CriterionError
+from criteria.cross_batch_memory import CrossBatchMemory
 
 RANKING_PREFIX = 'ranking.'
+MEMORY_PREFIX = 'memory.'
 
 
 def full_precision(tensor):
@@ -32,7 +36,22 @@ def autocast_off(device):
         return contextlib.nullcontext()
 
 
-class Objective:
+def parameter_groups(ranking, weight_decay=0.0):
+    """The optimizer groups of a ranking loss's own parameters, as the loss declares them: its
+    `optimizer_groups(weight_decay)` when it has one (`weight_decay` is the network's --decay, for a loss that
+    decays its parameters as its authors do), else its `optim_dict_list`, else one group of all its parameters at
+    its `lr`; none for a loss without learnable parameters. Groups without a weight_decay of their own take the
+    optimizer's default (0 in both trainers), as in the reference."""
+    if not type(ranking).REQUIRES_OPTIM:
+        return []
+    if hasattr(ranking, 'optimizer_groups'):
+        return list(ranking.optimizer_groups(weight_decay))
+    if getattr(ranking, 'optim_dict_list', None) is not None:
+        return list(ranking.optim_dict_list)
+    return [{'params': list(ranking.parameters()), 'lr': ranking.lr}]
+
+
+class Objective(torch.nn.Module):
     """`objective(embeddings, labels, teacher_embeddings=None, epoch=0) -> (total, parts)`.
 
     `parts` holds 0-d tensors named by the Train log keys: `{'loss'}` for a baseline, `{'loss', 'loss_rank',
@@ -43,6 +62,7 @@ class Objective:
         if (distillation is None) != (schedule is None):
             raise CriterionError('{}: an LSD objective needs both the distillation term and its weight '
                                  'schedule'.format(name))
+        super().__init__()
         self.name = name
         self.ranking = ranking
         self.distillation = distillation
@@ -64,7 +84,7 @@ class Objective:
         """Whether the loop must run the teacher this epoch: only where the KD term is weighted."""
         return self.is_lsd and self.distillation_weight(epoch) != 0
 
-    def __call__(self, embeddings, labels, teacher_embeddings=None, epoch=0):
+    def forward(self, embeddings, labels, teacher_embeddings=None, epoch=0):
         embeddings, teacher_embeddings = full_precision(embeddings), full_precision(teacher_embeddings)
         with autocast_off(embeddings.device):
             return self._compose(embeddings, labels, teacher_embeddings, epoch)
@@ -103,36 +123,47 @@ class Objective:
             return self.ranking(embeddings, labels)
         return self.memory.loss(self.ranking, embeddings, labels)
 
-    # ----- explicit delegation to the ranking module ----------------------------------------------------
+    # ----- the loss's own training behaviour, asked by the trainer ------------------------------------------
 
-    def to(self, *args, **kwargs):
-        """Moves the ranking loss's parameters in place (the Parameter objects, hence the optimizer's
-        groups, stay valid); returns the objective."""
-        self.ranking.to(*args, **kwargs)
-        return self
+    def optimizer_groups(self, weight_decay=0.0):
+        """The optimizer groups of the ranking loss's parameters (`parameter_groups`)."""
+        return parameter_groups(self.ranking, weight_decay)
 
-    def train(self, mode=True):
-        self.ranking.train(mode)
-        return self
+    def no_weight_decay(self):
+        """Names of parameters the decoupled-decay recipe (timm's convention) leaves undecayed."""
+        names = getattr(self.ranking, 'no_weight_decay', None)
+        return {RANKING_PREFIX + name for name in names()} if names is not None else set()
 
-    def eval(self):
-        return self.train(False)
+    @property
+    def warmup_epochs(self):
+        """Epochs during which only the embedding layer and the loss's parameters train (0: none)."""
+        return int(getattr(self.ranking, 'warmup_epochs', 0))
 
-    def parameters(self):
-        return self.ranking.parameters()
+    @property
+    def warmup_flag(self):
+        """The flag that sets `warmup_epochs`, for error messages."""
+        return getattr(self.ranking, 'WARMUP_FLAG', None)
 
-    def named_parameters(self):
-        return self.ranking.named_parameters()
-
-    def state_dict(self):
-        """The ranking loss's state_dict: the reference's keys, what checkpoints store under 'criterion'."""
-        return self.ranking.state_dict()
+    # ----- state ----------------------------------------------------------------------------------------
 
     def load_state_dict(self, state_dict, strict=True):
-        """Loads a 'criterion' entry; keys written with a leading 'ranking.' load too."""
-        state_dict = {key[len(RANKING_PREFIX):] if key.startswith(RANKING_PREFIX) else key: value
-                      for key, value in state_dict.items()}
-        return self.ranking.load_state_dict(state_dict, strict=strict)
+        """Loads a 'criterion' entry; the ranking loss's bare keys (entries written before the objective was a
+        module) load too."""
+        if state_dict and not any(key.startswith((RANKING_PREFIX, MEMORY_PREFIX)) for key in state_dict):
+            state_dict = {RANKING_PREFIX + key: value for key, value in state_dict.items()}
+        if self.memory is not None and MEMORY_PREFIX + '_extra_state' not in state_dict:
+            raise CriterionError('cross-batch memory: the resume state holds no memory (saved by a run '
+                                 'without --xbm_size)')
+        return super().load_state_dict(state_dict, strict=strict)
+
+    @staticmethod
+    def legacy_state(criterion_state, memory_state=None):
+        """A resume file's 'criterion' entry with bare ranking keys and its separate 'memory' entry as one
+        state_dict of the objective."""
+        state = {key if key.startswith(RANKING_PREFIX) else RANKING_PREFIX + key: value
+                 for key, value in criterion_state.items()}
+        state.update({MEMORY_PREFIX + key: value for key, value in CrossBatchMemory.legacy_state(memory_state).items()})
+        return state
 
     def __repr__(self):
         return 'Objective({}: {}{})'.format(self.name, type(self.ranking).__module__,

@@ -13,7 +13,12 @@ class Criterion(ClassProxyLoss):
           + 1/|P|  Σ_{p∈P}  log(1 + Σ_{x∈X_p⁻} exp(α(s(x, p) + δ)))
 
     P⁺ the proxies with a positive in the batch, P all proxies; the log(1 + Σ exp) are taken in the stable
-    log-sum-exp form. Proxies start Kaiming-normal (fan-out), as in the authors' code."""
+    log-sum-exp form. Proxies start Kaiming-normal (fan-out), as in the authors' code.
+
+    What the trainer asks the loss, as the authors train it: the proxies' optimizer group (learning rate
+    --lr × --loss_proxyanchor_lrmulti, the network's weight decay) and the embedding warm-up
+    (`warmup_epochs` = --loss_proxyanchor_warmup_epochs: only the embedding layer and the proxies train)."""
+    WARMUP_FLAG = 'loss_proxyanchor_warmup_epochs'
 
     def __init__(self, opt, n_classes):
         super().__init__('proxyanchor', n_classes)
@@ -21,7 +26,13 @@ class Criterion(ClassProxyLoss):
         self.delta = opt.loss_proxyanchor_delta
         self.proxies = torch.nn.Parameter(torch.empty(n_classes, opt.embed_dim))
         torch.nn.init.kaiming_normal_(self.proxies, mode='fan_out')
-        self.optim_dict_list = [{'params': self.proxies, 'lr': opt.lr * opt.loss_proxyanchor_lrmulti}]
+        self.lr = opt.lr * opt.loss_proxyanchor_lrmulti
+        self.warmup_epochs = int(getattr(opt, self.WARMUP_FLAG, 0))
+
+    def optimizer_groups(self, weight_decay):
+        """The authors' optimizer decays the proxies with its weight decay, as the network (their train.py
+        gives the proxies' group only its own learning rate)."""
+        return [{'params': self.proxies, 'lr': self.lr, 'weight_decay': weight_decay}]
 
     def proxy_loss(self, batch, labels):
         cosine = torch.nn.functional.normalize(batch, dim=-1) @ \

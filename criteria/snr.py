@@ -7,15 +7,15 @@ from criteria.base import TripletLoss, registry_constants
 class Criterion(TripletLoss):
     """h_t = relu(var(a−p)/var(a) − var(a−n)/var(a) + m), summed over the active triplets and divided by
     their number, + λ·mean_t |Σ_k a_k|. λ is 0 with a miner named `distance` (random_distance included), a
-    quirk of the reference kept so its runs reproduce."""
+    quirk of the reference kept so its runs reproduce: the registry passes the miner's name (`miner_name`), the
+    loss never inspects its miner."""
     ACCEPTS_MEMORY = True
+    NEEDS_MINER_NAME = True
 
-    def __init__(self, opt, batchminer):
+    def __init__(self, opt, batchminer, miner_name=None):
         super().__init__('snr', batchminer)
         self.margin = opt.loss_snr_margin
-        self.reg_lambda = opt.loss_snr_reg_lambda
-        if self.batchminer.name == 'distance':
-            self.reg_lambda = 0
+        self.reg_lambda = 0 if miner_name == 'distance' else opt.loss_snr_reg_lambda
 
     def triplet_loss(self, anchor, positive, negative, triplets, batch, labels):
         anchor_var = torch.var(anchor, dim=1)

@@ -15,7 +15,7 @@ import datasets
 import parameters
 from architectures import timm_backbone
 from datasets import fast_transforms, image_transforms
-from training import engine, setup
+from training import engine, optimization, setup
 from runtime.precision import Precision
 from utilities import logger
 
@@ -188,7 +188,7 @@ def test_freeze_patch_embed_leaves_it_out_of_the_optimizer():
     opt = options('--arch', 'timm/test_vit_normalize', '--input_size', '32', '--freeze_patch_embed')
     network = architectures.select(opt.arch, opt)
     frozen = {id(p) for p in network.model.patch_embed.parameters()}
-    groups = setup.network_parameter_groups(network, opt)
+    groups = optimization.network_parameter_groups(network, opt)
     assert frozen and not frozen & {id(p) for group in groups for p in group['params']}
     assert len(groups[0]['params']) == sum(1 for p in network.parameters()) - len(frozen)
 
@@ -233,26 +233,16 @@ def test_pretrained_weights_work_for_a_reference_backbone_and_reject_a_foreign_f
 def test_adamw_decays_the_weights_decoupled_from_the_gradient():
     """With a zero gradient Adam's moments stay zero: AdamW moves w to w·(1 - lr·decay), nothing else."""
     weight = nn.Parameter(torch.tensor([2.0]))
-    optimizer = setup.build_optimizer([{'params': [weight], 'lr': 0.1, 'weight_decay': 0.5}],
+    optimizer = optimization.build_optimizer([{'params': [weight], 'lr': 0.1, 'weight_decay': 0.5}],
                                       parameters.read_arguments(['--optim', 'adamw']))
     weight.grad = torch.zeros(1)
     optimizer.step()
     assert isinstance(optimizer, torch.optim.AdamW) and weight.item() == pytest.approx(2.0 * (1 - 0.05), abs=1e-7)
 
 
-def test_warmup_then_cosine_learning_rates_per_epoch():
-    opt = parameters.read_arguments(['--scheduler', 'cosine', '--warmup_epochs', '2', '--n_epochs', '6',
-                                     '--lr', '1.0'])
-    optimizer = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=opt.lr)
-    scheduler = setup.build_scheduler(optimizer, opt)
-    rates = []
-    for _ in range(opt.n_epochs):
-        rates.append(optimizer.param_groups[0]['lr'])
-        optimizer.step()
-        scheduler.step()
-    expected = [1 / 3, 2 / 3, 1.0, 0.5 * (1 + math.cos(math.pi / 4)), 0.5, 0.5 * (1 + math.cos(3 * math.pi / 4))]
-    assert rates == pytest.approx(expected, abs=1e-12)
-    default = setup.build_scheduler(optimizer, parameters.read_arguments([]))
+def test_the_default_schedule_is_multistep():
+    optimizer = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=1.0)
+    default = optimization.build_scheduler(optimizer, parameters.read_arguments([]))
     assert isinstance(default, torch.optim.lr_scheduler.MultiStepLR)
 
 

@@ -80,7 +80,7 @@ def test_zero_weight_total_is_ranking_bit_for_bit(argv, epoch):
     teacher, _ = random_batch(8)
     criterion, _ = lsd('margin', *argv)
     base = criteria.select('margin', make_opt(), batchminer=StubMiner('distance', TRIPLETS))
-    base.load_state_dict(criterion.state_dict())
+    base.load_state_dict(criterion.ranking.state_dict())
     total, ranking, kd = three(criterion, x, labels, teacher_embeddings=teacher, epoch=epoch)
     assert total is ranking
     assert kd.item() == pytest.approx(listwise_kd(x, teacher, labels).item(), rel=1e-12) and kd.item() > 0
@@ -153,8 +153,8 @@ def test_parameters_state_dict_and_groups_are_the_base_ones(loss, attribute):
     grouped = [p for group in groups for p in
                (group['params'] if isinstance(group['params'], list) else [group['params']])]
     assert [id(p) for p in grouped] == [id(parameter)]
-    # the state_dict has the reference's keys, and loads a base criterion's state_dict
-    assert list(criterion.state_dict()) == [attribute]
+    # the state_dict has the reference's keys under `ranking.`, and loads a base criterion's state_dict
+    assert list(criterion.state_dict()) == ['ranking.' + attribute]
     base = criteria.select(loss, make_opt(), batchminer=miner)
     criterion.load_state_dict(base.state_dict())
     assert torch.equal(getattr(criterion.ranking, attribute), getattr(base, attribute))
@@ -186,7 +186,7 @@ def test_every_base_loss_has_an_lsd_composition(loss):
     assert criteria.is_lsd(loss + '_lsd') and criteria.is_lsd(criterion)
     base = criteria.select(loss, make_opt(), batchminer=StubMiner(miner.name, output))
     assert not criteria.is_lsd(loss) and not criteria.is_lsd(base)
-    base.load_state_dict(criterion.state_dict())
+    base.load_state_dict(criterion.ranking.state_dict())
     if loss == 'quadruplet':
         torch.manual_seed(0)
     total, ranking, kd = three(criterion, x, labels, teacher_embeddings=teacher, epoch=1)

@@ -26,7 +26,7 @@ def test_baseline_parts_are_the_loss_alone():
     total, parts = built(x, labels)
     assert list(parts) == ['loss'] and parts['loss'] is total and total.dim() == 0
     reference = criteria.select('margin', make_opt(), batchminer=StubMiner('distance', TRIPLETS))
-    reference.load_state_dict(built.state_dict())
+    reference.load_state_dict(built.ranking.state_dict())
     assert torch.equal(total, reference(batch=x, labels=labels))
     assert [id(p) for group in groups for p in group['params']] == [id(built.ranking.beta)]
     with pytest.raises(criteria.CriterionError, match='margin is not an LSD loss') as error:
@@ -55,7 +55,7 @@ def test_select_gives_the_ranking_module_for_base_keys_and_the_objective_for_lsd
     base = criteria.select('proxynca', opt)
     lsd = criteria.select('proxynca_lsd', opt)
     assert isinstance(base, torch.nn.Module) and isinstance(lsd, criteria.Objective)
-    assert not isinstance(lsd, torch.nn.Module) and isinstance(lsd.ranking, criteria.proxynca.Criterion)
+    assert isinstance(lsd.ranking, criteria.proxynca.Criterion) and lsd.ranking in list(lsd.children())
 
 
 def test_n_classes_is_explicit_and_select_falls_back_to_the_options():
@@ -71,16 +71,19 @@ def test_n_classes_is_explicit_and_select_falls_back_to_the_options():
                                         ('softmax', ['class_map']), ('arcface', ['class_map']),
                                         ('softtriplet', ['intra_class_centroids']), ('triplet', [])])
 @pytest.mark.parametrize('lsd', [False, True])
-def test_checkpoint_keys_are_the_reference_ones_and_old_entries_load(loss, keys, lsd):
+def test_checkpoint_keys_are_the_ranking_modules_and_old_entries_load(loss, keys, lsd):
+    """The objective is a module: its keys are the ranking loss's (the reference's) under `ranking.`; entries
+    written with the bare keys load too."""
     built, _ = objective(loss + ('_lsd' if lsd else ''))
+    keys = ['ranking.' + key for key in keys]
     assert list(built.state_dict()) == keys
     assert [name for name, _ in built.named_parameters()] == keys
     assert [id(p) for p in built.parameters()] == [id(p) for p in built.ranking.parameters()]
     if not keys:
         return
-    # a 'criterion' entry as the reference writes it, and one with the keys an nn.Module wrapper would give
+    # a 'criterion' entry with the reference's bare keys, and one as the objective writes it
     for prefix in ('', 'ranking.'):
-        entry = {prefix + key: torch.full_like(value, 0.25) for key, value in built.state_dict().items()}
+        entry = {prefix + key: torch.full_like(value, 0.25) for key, value in built.ranking.state_dict().items()}
         built.load_state_dict(entry)
         assert all(torch.equal(value, torch.full_like(value, 0.25)) for value in built.state_dict().values())
     with pytest.raises(RuntimeError):

@@ -58,7 +58,16 @@ def test_proxies_start_kaiming_normal_fan_out_and_train_at_the_multiplied_rate()
     assert abs(proxies.std().item() / kaiming_fan_out_std(2000) - 1) < 0.02
     assert abs(proxies.mean().item()) < 3 * kaiming_fan_out_std(2000) / np.sqrt(proxies.numel())
     assert len(groups) == 1 and groups[0]['params'] is proxies and groups[0]['lr'] == pytest.approx(0.02)
-    assert list(objective.state_dict()) == ['proxies']
+    assert list(objective.state_dict()) == ['ranking.proxies'] and list(objective.ranking.state_dict()) == ['proxies']
+
+
+def test_proxies_decay_with_the_networks_weight_decay_as_the_authors_do():
+    """The authors' train.py gives the proxies' group only its learning rate, so their optimizer's weight decay
+    (--weight-decay, 1e-4) applies to the proxies as to the network; here the network's is --decay."""
+    objective, groups = criteria.build_objective('proxyanchor', make_opt('--decay', '1e-4', n_classes=3), 3)
+    assert groups[0]['weight_decay'] == 1e-4
+    _, groups = criteria.build_objective('proxynca', make_opt('--decay', '1e-4', n_classes=3), 3)
+    assert 'weight_decay' not in groups[0]   # every other loss: the optimizer's default (0), as the reference
 
 
 def test_registry_lists_proxyanchor_and_its_lsd_twin():

@@ -100,9 +100,12 @@ def test_optimiser_groups(loss):
     params = group['params'] if isinstance(group['params'], list) else [group['params']]
     assert [id(p) for p in params] == [id(getattr(ranking_of(criterion), attribute))]
     assert getattr(ranking_of(criterion), attribute).shape == shape
-    assert group['lr'] == pytest.approx(lr, rel=1e-12) and 'weight_decay' not in group
+    assert group['lr'] == pytest.approx(lr, rel=1e-12)
+    # Proxy-Anchor's proxies decay with the network's --decay, as its authors'; no other loss names a decay
+    own_decay = group.get('weight_decay')
+    assert own_decay == (make_opt().decay if base == 'proxyanchor' else None)
     optimizer = torch.optim.Adam(to_optim, weight_decay=0.1)
-    assert optimizer.param_groups[1]['weight_decay'] == 0.1      # no key of its own: the default applies
+    assert optimizer.param_groups[1]['weight_decay'] == (0.1 if own_decay is None else own_decay)
     assert [g['lr'] for g in optimizer.param_groups] == [1.0, group['lr']]
 
 

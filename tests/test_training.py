@@ -171,10 +171,10 @@ def test_main_py_accepts_a_plain_loss_and_wandb_offline_never_writes_the_key(tmp
 def test_fc_lr_puts_the_embedding_layer_in_its_own_group():
     import architectures
     import parameters
-    from training import setup
+    from training import optimization
     opt = parameters.read_arguments(['--arch', 'resnet18', '--not_pretrained', '--fc_lr', '0.001'])
     model = architectures.select(opt.arch, opt)
-    groups = setup.network_parameter_groups(model, opt)
+    groups = optimization.network_parameter_groups(model, opt)
     head = {id(p) for p in model.model.last_linear.parameters()}
     assert [g['lr'] for g in groups] == [opt.lr, 0.001]
     assert {id(p) for p in groups[1]['params']} == head

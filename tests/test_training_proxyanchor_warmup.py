@@ -39,7 +39,7 @@ def test_only_the_embedding_layer_and_the_proxies_train_during_the_warm_up():
     objective, groups = criteria.build_objective('proxyanchor', opt, 3)
     optimizer = torch.optim.AdamW([{'params': list(network.parameters()), 'lr': 0.01}] + groups,
                                   weight_decay=1e-4)
-    warmup = embedding_warmup.for_run(opt, network)
+    warmup = embedding_warmup.for_run(objective, network)
     for epoch in range(3):
         warmup.apply(epoch)
         before = {name: p.detach().clone() for name, p in network.named_parameters()}
@@ -53,15 +53,29 @@ def test_only_the_embedding_layer_and_the_proxies_train_during_the_warm_up():
         assert not network.model.frozen.weight.requires_grad   # never released: it was frozen to begin with
 
 
-def test_no_warm_up_for_other_losses_or_with_zero_epochs():
+def built(loss, *argv):
+    return criteria.build_objective(loss, make_opt(*argv, n_classes=3), 3)[0]
+
+
+def test_the_loss_declares_its_warm_up_and_no_other_loss_has_one():
     network = Network()
-    assert embedding_warmup.for_run(make_opt('--loss', 'proxynca'), network) is None
-    assert embedding_warmup.for_run(make_opt('--loss', 'proxyanchor', '--loss_proxyanchor_warmup_epochs', '0'),
-                                    network) is None
-    assert embedding_warmup.for_run(make_opt('--loss', 'proxyanchor_lsd'), network).epochs == 1
+    assert built('proxynca').warmup_epochs == 0 and built('multisimilarity_lsd').warmup_epochs == 0
+    assert embedding_warmup.for_run(built('proxynca'), network) is None
+    assert embedding_warmup.for_run(built('proxyanchor', '--loss_proxyanchor_warmup_epochs', '0'), network) is None
+    assert embedding_warmup.for_run(built('proxyanchor_lsd'), network).epochs == 1
 
 
 def test_a_network_without_an_embedding_layer_is_a_one_line_error():
     with pytest.raises(ValueError, match=r'^--loss_proxyanchor_warmup_epochs 1: this backbone has no embedding '
                                          r'layer \(model.last_linear\) to warm up alone; use 0.$'):
-        embedding_warmup.for_run(make_opt('--loss', 'proxyanchor'), torch.nn.Linear(2, 2))
+        embedding_warmup.for_run(built('proxyanchor'), torch.nn.Linear(2, 2))
+
+
+def test_the_trainer_names_no_loss():
+    """The warm-up and the optimizer groups are the loss's declarations: no trainer module tests a loss name."""
+    import pathlib
+    root = pathlib.Path(__file__).resolve().parents[1] / 'training'
+    for path in root.glob('*.py'):
+        text = path.read_text()
+        assert 'proxyanchor' not in text.replace('loss_proxyanchor', ''), path.name
+        assert 'base_name(opt.loss) !=' not in text, path.name

@@ -1,5 +1,5 @@
 """A timm ViT trained end to end with the transformer recipe: 2 epochs of LSD on the embedded digits with
-AdamW, linear warm-up + cosine and gradient clipping (timm's tiny `test_vit`, random weights, 16 px so that it
+AdamW, linear warm-up + cosine per update (timm's) and gradient clipping (timm's tiny `test_vit`, random weights, 16 px so that it
 is one patch); that run is the reference of the resume, torchrun and evaluate.py checks. Without weights and
 offline, a pretrained timm name is the one-line error before any folder exists."""
 import os
@@ -48,8 +48,11 @@ def test_lsd_on_a_timm_vit_with_adamw_cosine_and_clipping(straight):
     with open(os.path.join(folder, 'hypa.pkl'), 'rb') as handle:
         saved = pickle.load(handle)
     assert (saved.arch, saved.optim, saved.scheduler, saved.clip_grad) == (ARCH, 'adamw', 'cosine', 1.0)
-    # warm-up: half the rate in epoch 0 (1 warm-up epoch), the full rate in epoch 1 (start of the cosine)
-    assert 'Running with learning rates 0.0005 |' in stdout and 'Running with learning rates 0.001 |' in stdout
+    # timm's per-update schedule: epoch 0 starts at its warm-up rate 1e-5; after the warm-up epoch's U updates
+    # the cosine over the run's 2U updates is at its midpoint, half of --lr
+    first_rates = [float(line.split('rates ')[1].split(' |')[0]) for line in stdout.splitlines()
+                   if line.startswith('Running with learning rates')]
+    assert first_rates[0] == 1e-5 and first_rates[1] == pytest.approx(0.0005, rel=1e-12)
     kd = column(folder, 'Data_Train_loss_kd.csv', 'loss_kd')
     assert kd[0] == 0 and kd[1] > 0  # the teacher (the same timm model, previous epoch) distils from epoch 1
     recall = column(folder, 'Data_Test_discriminative_e_recall.csv', 'e_recall@1')

@@ -27,14 +27,16 @@ def to_device(images, device, normalise):
 
 
 def train_one_epoch(model, objective, optimizer, loader, epoch, *, device, precision, normalise,
-                    teacher=None, sampler=None, world=None, grad_log=None, progress=None, clip_grad=0.0):
+                    teacher=None, sampler=None, world=None, grad_log=None, progress=None, clip_grad=0.0,
+                    after_step=None):
     """Train for one epoch; returns ({log key: mean over the epoch's steps}, seconds). `clip_grad` > 0 caps
     the L2 norm of the backbone's (global-batch, unscaled) gradient before the step; the logged gradient
     statistics are those before clipping.
 
     Loss values and gradient statistics stay on the device until the epoch ends (no per-step host
     stall); they are then logged with the same values as per-step `.item()` calls would give.
-    `progress` (utilities.progress.Progress, optional) is told of every step and reads a loss now and then."""
+    `progress` (utilities.progress.Progress, optional) is told of every step and reads a loss now and then.
+    `after_step(iteration)` (optional) runs after every optimizer step: a per-update learning-rate schedule."""
     start = time.time()
     model.train()
     use_teacher = teacher is not None and objective.needs_teacher(epoch)
@@ -78,6 +80,8 @@ def train_one_epoch(model, objective, optimizer, loader, epoch, *, device, preci
                 if clip_grad > 0:
                     torch.nn.utils.clip_grad_norm_(model.parameters(), clip_grad)
                 precision.step(optimizer)
+                if after_step is not None:
+                    after_step(iteration)
             for key, value in parts.items():
                 step_metrics.add(key, value.detach())
             if update_storage:

@@ -19,7 +19,7 @@ import parameters
 from runtime import device as device_selection
 from runtime import distributed, process
 from runtime.precision import Precision
-from training import embedding_warmup, engine, setup
+from training import embedding_warmup, engine, optimization, setup
 from training.context import RunContext
 from training.errors import TrainingDiverged, TrainingInterrupted
 from training.resume_state import load_resume_state, restore_rng_states, save_resume_state
@@ -41,13 +41,14 @@ class TrainingRun:
         self.precision = Precision(opt.amp, opt.channels_last, context.device)
         process.seed_everything(opt.seed)
         self.model, self.teacher = build_networks(context, self.precision)
-        self.warmup = embedding_warmup.for_run(opt, self.model)
         self.teacher_snapshot = None
         self.normalise = data_normaliser(opt)
         self.embedder = build_embedder(context, self.model, self.normalise, self.precision)
         self.dataset_splits, self.dataloaders, self.sampler = build_data(context, self.model, self.embedder)
+        self.objective, self.optimizer, self.scheduler = build_objective_and_optimizer(
+            context, self.model, len(self.dataloaders['training']))
+        self.warmup = embedding_warmup.for_run(self.objective, self.model)
         self.LOG = build_logger(context)
-        self.objective, self.optimizer, self.scheduler = build_objective_and_optimizer(context, self.model)
         self.metric_computer = build_metric_computer(context)
         if context.is_main_process and opt.log_online:
             context.wandb_run_id = init_wandb(context)
@@ -70,8 +71,6 @@ class TrainingRun:
         if self.scheduler is not None and state['scheduler'] is not None:
             self.scheduler.load_state_dict(state['scheduler'])
         self.objective.load_state_dict(state['criterion'])
-        if self.objective.memory is not None:
-            self.objective.memory.load_state_dict(state.get('memory'))
         self.precision.load_state_dict(state.get('grad_scaler'))
         self.teacher_snapshot = state['teacher_snapshot']
         if state['sampler'] is not None:
@@ -131,6 +130,7 @@ class TrainingRun:
             device=self.context.device, precision=self.precision, normalise=self.normalise,
             teacher=self.teacher, sampler=self.sampler, world=self.context.world,
             grad_log=self.LOG.progress_saver['Model Grad'], clip_grad=self.opt.clip_grad,
+            after_step=optimization.update_hook(self.scheduler, epoch),
             progress=self.context.progress(len(self.dataloaders['training']), 'Epoch {} (Train)'.format(epoch)))
         description = 'Epoch (Train) {0}: Mean Loss [{1:.4f}]'.format(epoch, means.get('loss', float('nan')))
         if 'loss_rank' in means:
@@ -327,18 +327,19 @@ def build_checkpoint_saver(opt, LOG):
     return saver
 
 
-def build_objective_and_optimizer(context, model):
-    """The criterion (baseline or `_lsd` composition) with its miner, then Adam/SGD over the network's
-    and the criterion's parameter groups, then the LR schedule (none with --scheduler none)."""
+def build_objective_and_optimizer(context, model, updates_per_epoch):
+    """The criterion (baseline or `_lsd` composition) with its miner, then the optimizer over the network's
+    and the criterion's parameter groups, then the LR schedule (none with --scheduler none); see
+    training/optimization.py."""
     import batch_mining
     import criteria
     opt = context.opt
     miner = batch_mining.select(opt.batch_mining, opt, loss=opt.loss) if criteria.requires_miner(opt.loss) else None
     loss = opt.loss if context.lsd_trainer else criteria.base_name(opt.loss)
-    objective, criterion_groups = criteria.build_objective(loss, opt, context.n_classes, miner)
+    objective, _ = criteria.build_objective(loss, opt, context.n_classes, miner)
     objective.to(context.device)
-    optimizer = setup.build_optimizer(setup.network_parameter_groups(model, opt) + criterion_groups, opt)
-    return objective, optimizer, setup.build_scheduler(optimizer, opt)
+    optimizer = optimization.build_optimizer(optimization.optimizer_groups(model, objective, opt), opt)
+    return objective, optimizer, optimization.build_scheduler(optimizer, opt, updates_per_epoch)
 
 
 def build_metric_computer(context):

@@ -42,8 +42,7 @@ def save_resume_state(run, epoch, elapsed_seconds, wandb_run_id=None):
         'model': model_state,
         'optimizer': run.optimizer.state_dict(),
         'scheduler': run.scheduler.state_dict() if run.scheduler is not None else None,
-        'criterion': run.objective.state_dict(),
-        'memory': run.objective.memory.state_dict() if run.objective.memory is not None else None,
+        'criterion': run.objective.state_dict(),   # the memory included (criteria/objective.py)
         'grad_scaler': run.precision.state_dict(),
         'teacher_snapshot': shared_snapshot(run.teacher_snapshot, model_state),
         'sampler': run.sampler.state_dict() if hasattr(run.sampler, 'state_dict') else None,
@@ -66,6 +65,9 @@ def load_resume_state(run_folder):
     if not isinstance(state, dict) or 'epoch' not in state:
         raise ResumeStateError('{}: unreadable (truncated or corrupt); this run folder cannot be resumed.'
                                .format(path))
+    if 'memory' in state:   # written before the memory was part of the objective: one entry, as now
+        from criteria.objective import Objective
+        state['criterion'] = Objective.legacy_state(state['criterion'], state.pop('memory'))
     snapshot = state.get('teacher_snapshot')
     if snapshot is not None:  # entries may share the model's storage: give the teacher its own copy
         state['teacher_snapshot'] = {k: v.clone() for k, v in snapshot.items()}

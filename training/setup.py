@@ -1,8 +1,5 @@
-"""Start-up of both trainers: option checks, the optimizer and its parameter groups, the scheduler."""
-import functools
+"""Start-up of both trainers: option checks (the optimizer and its schedule: `training/optimization.py`)."""
 import sys
-
-import torch
 
 
 class StartupError(Exception):
@@ -128,45 +125,3 @@ def print_notices(opt):
         print(line, file=sys.stderr)
 
 
-def network_parameter_groups(model, opt):
-    """One group, or with --fc_lr >= 0 the embedding layer in its own group (partitioned by identity).
-    Parameters that do not train (--freeze_patch_embed) are left out; every reference backbone trains all."""
-    trained = [p for p in model.parameters() if p.requires_grad]
-    if opt.fc_lr < 0:
-        return [{'params': trained, 'lr': opt.lr, 'weight_decay': opt.decay}]
-    head = model.model.last_linear
-    head_ids = {id(p) for p in head.parameters()} if head is not None else set()
-    body = [p for p in trained if id(p) not in head_ids]
-    head = [p for p in trained if id(p) in head_ids]
-    return [{'params': body, 'lr': opt.lr, 'weight_decay': opt.decay},
-            {'params': head, 'lr': opt.fc_lr, 'weight_decay': opt.decay}]
-
-
-def build_optimizer(param_groups, opt):
-    """Adam and SGD couple the weight decay to the gradient (L2), as the reference does; AdamW decouples it
-    (each step shrinks the weights by lr·decay), the transformers' recipe."""
-    if opt.optim == 'adam':
-        return torch.optim.Adam(param_groups)
-    if opt.optim == 'adamw':
-        return torch.optim.AdamW(param_groups)
-    return torch.optim.SGD(param_groups, momentum=0.9)
-
-
-def warmup_cosine_factor(epoch, n_epochs, warmup_epochs):
-    """Learning-rate factor of epoch `epoch` (0-based): linear warm-up (e+1)/(W+1) for the first W epochs,
-    then half a cosine from 1 down to 0 over the remaining epochs (reached after the last one)."""
-    import math
-    if epoch < warmup_epochs:
-        return (epoch + 1) / (warmup_epochs + 1)
-    remaining = max(1, n_epochs - warmup_epochs)
-    return 0.5 * (1.0 + math.cos(math.pi * (epoch - warmup_epochs) / remaining))
-
-
-def build_scheduler(optimizer, opt):
-    """None with --scheduler none; per-epoch warm-up + cosine with 'cosine'; else MultiStepLR(--tau, --gamma)."""
-    if opt.scheduler == 'none':
-        return None
-    if opt.scheduler == 'cosine':
-        return torch.optim.lr_scheduler.LambdaLR(optimizer, functools.partial(
-            warmup_cosine_factor, n_epochs=opt.n_epochs, warmup_epochs=opt.warmup_epochs))
-    return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=opt.tau, gamma=opt.gamma)
