@@ -17,7 +17,7 @@ import torch
 
 import parameters
 from training import device as device_selection
-from training import distributed, embedding_warmup, engine, setup
+from training import chunked_step, distributed, embedding_warmup, engine, setup
 from training.context import RunContext
 from training.errors import TrainingDiverged, TrainingInterrupted
 from training.precision import Precision
@@ -40,6 +40,8 @@ class TrainingRun:
         self.precision = Precision(opt.amp, opt.channels_last, context.device)
         setup.seed_everything(opt.seed)
         self.model, self.teacher = build_networks(context, self.precision)
+        if context.is_main_process:
+            chunked_step.print_startup_notice(opt.batch_chunk, self.model)
         self.warmup = embedding_warmup.for_run(opt, self.model)
         self.teacher_snapshot = None
         self.normalise = data_normaliser(opt)
@@ -129,6 +131,7 @@ class TrainingRun:
             device=self.context.device, precision=self.precision, normalise=self.normalise,
             teacher=self.teacher, sampler=self.sampler, world=self.context.world,
             grad_log=self.LOG.progress_saver['Model Grad'], clip_grad=self.opt.clip_grad,
+            batch_chunk=self.opt.batch_chunk,
             progress=self.context.progress(len(self.dataloaders['training']), 'Epoch {} (Train)'.format(epoch)))
         description = 'Epoch (Train) {0}: Mean Loss [{1:.4f}]'.format(epoch, means.get('loss', float('nan')))
         if 'loss_rank' in means:
