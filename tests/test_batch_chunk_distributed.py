@@ -30,13 +30,13 @@ def ranks(tmp_path_factory):
 @pytest.mark.parametrize('loss', list(worker.CASES))
 def test_two_ranks_with_chunks_give_the_single_process_unchunked_gradient(ranks, loss):
     reference = worker.steps(loss, distributed.World(), 0)
-    assert reference['reductions'] == worker.N_STEPS   # the disabled World's all-reduce is the identity
     for rank, results in enumerate(ranks):
         run = results[loss]
         assert run['reductions'] == worker.N_STEPS, 'one gradient all-reduce per step, not per chunk'
         assert run['grads'].keys() == reference['grads'].keys()
         for name, grad in reference['grads'].items():
-            error = float((run['grads'][name] - grad).norm() / grad.norm())
+            scale, difference = float(grad.norm()), float((run['grads'][name] - grad).norm())
+            error = difference / scale if scale else difference   # some blocks' weights get no gradient
             assert error <= FLOAT64_RTOL, '{} {} rank {}: {:.2e}'.format(loss, name, rank, error)
         for key, value in reference['means'].items():
             assert run['means'][key] == pytest.approx(value, rel=1e-12), key
