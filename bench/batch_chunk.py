@@ -3,13 +3,16 @@
     python bench/batch_chunk.py                        # CPU: resnet18 (frozen BN) at 64 px, bs 32..256, chunk 32
     python bench/batch_chunk.py --arch resnet50_frozen_normalize --size 224 --batches 112 448 1792 --chunk 112
     python bench/batch_chunk.py --activations          # per-image activation memory of ResNet-50 and ViT-S/16
+    python bench/batch_chunk.py --overhead 5 --batches 128   # the second pass's extra time, one process
+    python bench/batch_chunk.py --loss_memory 1024 2048 4096   # memory of the whole-batch LSD loss
     python bench/batch_chunk.py --figure docs/figures/batch_chunk.png --json out.json
 
 Every configuration runs in a fresh process (`--one`), so one configuration's allocations never count in
 another's peak. Each times `engine.train_one_epoch` (the trainer's step: multi-similarity, Adam, random images,
 float32) over --steps steps after one warm-up step. Peak memory: on CUDA torch.cuda.max_memory_allocated() of
-the steps; on the CPU the growth of the process's peak resident set (ru_maxrss) over its resident set before
-the steps, which holds the network, the optimiser's state and the images. `--activations` measures the bytes
+the timed steps; on the CPU the growth of the process's peak resident set (ru_maxrss) over its resident set
+once the network and the images exist, which also counts the gradients and Adam's two moments (three times the
+weights: a constant offset, about 130 MiB for resnet18) besides the activations. `--activations` measures the bytes
 autograd saves for the backward pass per image (saved-tensor hooks, each storage counted once) at 224 px,
 which bounds the batch of an unchunked step.
 """
@@ -64,11 +67,11 @@ def one(arch, batch_size, chunk, size, steps):
     def run(loader):
         return engine.train_one_epoch(model, objective, optimizer, loader, 0, device=device, precision=precision,
                                       normalise=lambda images: images, batch_chunk=chunk)
+    before = resident_bytes()   # the network and the images
     run(batches[:1])   # warm-up: allocator, Adam's state, kernels
     if cuda:
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
-    before = resident_bytes()
     start = time.perf_counter()
     run(batches[1:])
     if cuda:
@@ -79,6 +82,41 @@ def one(arch, batch_size, chunk, size, steps):
     return {'arch': arch, 'batch_size': batch_size, 'chunk': chunk, 'size': size, 'steps': steps,
             'device': 'cuda' if cuda else 'cpu', 'peak_bytes': peak, 'seconds': seconds,
             'images_per_s': steps * batch_size / seconds, 'threads': torch.get_num_threads()}
+
+
+def overhead(arch, batch_size, chunk, size, rounds):
+    """Seconds of an unchunked and a chunked step, alternating in one process (so that a busy machine slows
+    both alike); the median of `rounds` each after one warm-up step of each."""
+    import statistics
+    import torch
+    import architectures
+    import criteria
+    from training import engine
+    from training.precision import Precision
+    device = torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+    opt = options(arch, batch_size, size)
+    torch.manual_seed(0)
+    model = architectures.select(arch, opt).to(device)
+    objective, groups = criteria.build_objective('multisimilarity', opt, max(2, batch_size // 4), None)
+    objective.to(device)
+    optimizer = torch.optim.Adam([{'params': list(model.parameters()), 'lr': 1e-5}] + groups)
+    batch = [(torch.arange(batch_size) // 4, torch.randn(batch_size, 3, size, size), torch.arange(batch_size))]
+    precision = Precision('off', 'off', device)
+    seconds = {0: [], chunk: []}
+    for round_ in range(rounds + 1):
+        for value in (0, chunk):
+            if device.type == 'cuda':
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+            engine.train_one_epoch(model, objective, optimizer, batch, 0, device=device, precision=precision,
+                                   normalise=lambda images: images, batch_chunk=value)
+            if device.type == 'cuda':
+                torch.cuda.synchronize()
+            if round_:
+                seconds[value].append(time.perf_counter() - start)
+    plain, chunked = statistics.median(seconds[0]), statistics.median(seconds[chunk])
+    return {'arch': arch, 'batch_size': batch_size, 'chunk': chunk, 'size': size, 'rounds': rounds,
+            'seconds_unchunked': plain, 'seconds_chunked': chunked, 'extra': chunked / plain - 1}
 
 
 def activations(arch, size=224, batch_size=2):
@@ -185,6 +223,9 @@ def main(argv=None):
                         help='Peak memory of the whole-batch LSD loss (margin_lsd + distance miner) at these '
                              'batch sizes (default 1024 2048).')
     parser.add_argument('--one_loss', type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument('--overhead', type=int, default=0, metavar='ROUNDS',
+                        help='Extra time of the second pass: unchunked and chunked steps of the first --batches '
+                             'size alternating in one process, median of ROUNDS each.')
     args = parser.parse_args(argv)
     if args.one:
         print(RESULT_TAG + json.dumps(one(args.arch, args.one[0], args.one[1], args.size, args.steps)))
@@ -195,7 +236,11 @@ def main(argv=None):
     if args.one_loss:
         print(RESULT_TAG + json.dumps(loss_memory(args.one_loss)))
         return
-    if args.loss_memory is not None:
+    if args.overhead:
+        rows = [overhead(args.arch, args.batches[0], args.chunk, args.size, args.overhead)]
+        print('{arch} at {size} px, batch {batch_size}: unchunked step {seconds_unchunked:.3f} s, chunks of {chunk} '
+              '{seconds_chunked:.3f} s: the second pass costs {extra:+.0%} (median of {rounds})'.format(**rows[0]))
+    elif args.loss_memory is not None:
         rows = []
         print('| batch | peak memory of the loss step (MiB) | bytes per pair |')
         print('|---|---|---|')
