@@ -2,7 +2,7 @@
 
     python bench/batch_chunk.py                        # CPU: resnet18 (frozen BN) at 64 px, bs 32..256, chunk 32
     python bench/batch_chunk.py --arch resnet50_frozen_normalize --size 224 --batches 112 448 1792 --chunk 112
-    python bench/batch_chunk.py --activations          # per-image activation memory of ResNet-50 and ViT-S/16
+    python bench/batch_chunk.py --activations --chunk 64   # ResNet-50 / ViT-S/16: memory per image, 80 GB estimates
     python bench/batch_chunk.py --overhead 5 --batches 128   # the second pass's extra time, one process
     python bench/batch_chunk.py --loss_memory 1024 2048 4096   # memory of the whole-batch LSD loss
     python bench/batch_chunk.py --figure docs/figures/batch_chunk.png --json out.json
@@ -180,6 +180,16 @@ def estimate_largest_batch(per_image_bytes, n_parameters, budget=80e9, context=3
     return int((budget - 16 * n_parameters - context) // per_image_bytes)
 
 
+def estimate_largest_chunked_batch(bytes_per_pair, chunk_bytes, n_parameters, size=224, budget=80e9, context=3e9):
+    """Images of one chunked float32 step that fit into `budget` bytes: the whole-batch loss grows with the
+    square of the batch (`bytes_per_pair`, measured by --loss_memory), the normalised float32 images of the
+    batch (3·size²·4 bytes each) stay on the device, one chunk's activations (`chunk_bytes`) and the fixed part
+    of `estimate_largest_batch` come on top. Solves a·B² + b·B = left for B."""
+    left = budget - 16 * n_parameters - context - chunk_bytes
+    per_image = 3 * size * size * 4
+    return int((-per_image + (per_image ** 2 + 4 * bytes_per_pair * left) ** 0.5) / (2 * bytes_per_pair))
+
+
 def draw(rows, path):
     import matplotlib
     matplotlib.use('Agg')
@@ -250,17 +260,22 @@ def main(argv=None):
             print('| {} | {:.0f} | {:.1f} |'.format(batch_size, row['peak_bytes'] / 2 ** 20, row['bytes_per_pair']))
     elif args.activations:
         rows = []
+        pair = in_fresh_process(['--one_loss', 4096])
+        print('whole-batch loss (margin_lsd, distance miner, LSD term) at batch 4096: {:.0f} MiB, {:.1f} bytes per '
+              'pair'.format(pair['peak_bytes'] / 2 ** 20, pair['bytes_per_pair']))
         print('| backbone | parameters | saved activations per image (MiB, float32, 224 px) | '
-              'estimated largest unchunked batch in 80 GB |')
-        print('|---|---|---|---|')
+              'estimated largest batch in 80 GB without chunks | with --batch_chunk {} |'.format(args.chunk))
+        print('|---|---|---|---|---|')
         for name, arch in ACTIVATION_ARCHS.items():
             row = in_fresh_process(['--one_activation', arch])
             row['estimated_largest_batch_80GB'] = estimate_largest_batch(row['saved_bytes_per_image'],
                                                                          row['parameters'])
-            rows.append(dict(row, name=name))
-            print('| {} | {:.1f} M | {:.1f} | ~{} (estimate) |'.format(
+            row['estimated_largest_chunked_batch_80GB'] = estimate_largest_chunked_batch(
+                pair['bytes_per_pair'], args.chunk * row['saved_bytes_per_image'], row['parameters'])
+            rows.append(dict(row, name=name, loss_bytes_per_pair=pair['bytes_per_pair'], chunk=args.chunk))
+            print('| {} | {:.1f} M | {:.1f} | ~{} (estimate) | ~{} (estimate) |'.format(
                 name, row['parameters'] / 1e6, row['saved_bytes_per_image'] / 2 ** 20,
-                row['estimated_largest_batch_80GB']))
+                row['estimated_largest_batch_80GB'], row['estimated_largest_chunked_batch_80GB']))
     else:
         rows = []
         print('| batch | chunk | peak memory (MiB) | images/s | seconds |')

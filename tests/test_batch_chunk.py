@@ -241,6 +241,18 @@ def test_the_start_up_notice_names_batchnorm_that_trains_only():
     assert not training.training   # the model's modes are left as they were
 
 
+def test_the_trainer_prints_the_notice_at_start_up(tmp_path, capsys):
+    from conftest import TINY_NETWORK
+    from training import loop
+    flags = ['--dataset', 'digits', '--not_pretrained', '--kernels', '0', '--bs', '40', '--samples_per_class', '4',
+             '--no_plots', '--save_path', str(tmp_path)]
+    loop.TrainingRun(parameters.read_arguments(flags + [*TINY_NETWORK, '--batch_chunk', '8']), True)
+    notices = [line for line in capsys.readouterr().err.splitlines() if '--batch_chunk' in line]
+    assert len(notices) == 1 and notices[0].startswith('Notice: --batch_chunk 8: ') and 'ghost batch' in notices[0]
+    loop.TrainingRun(parameters.read_arguments(flags + [*TINY_FROZEN_NETWORK, '--batch_chunk', '8']), True)
+    assert '--batch_chunk' not in capsys.readouterr().err
+
+
 # ----------------------------------------------------------------------------------------------- trainer
 
 RUN_ARGS = ['--dataset', 'digits', *TINY_FROZEN_NETWORK, '--not_pretrained', '--bs', '40', '--samples_per_class',

@@ -58,7 +58,7 @@ def startup_notice(batch_chunk, model):
     layers = batch_statistics_layers(model)
     if not layers:
         return None
-    return ('notice: --batch_chunk {}: {} BatchNorm layers of the backbone train, so each normalises every chunk of '
+    return ('Notice: --batch_chunk {}: {} BatchNorm layers of the backbone train, so each normalises every chunk of '
             '{} images by that chunk\'s own statistics (ghost batch normalisation), not by the whole batch\'s; '
             'use a _frozen backbone for the exact whole-batch gradient.'.format(batch_chunk, len(layers), batch_chunk))
 
