@@ -8,6 +8,8 @@
 #  * multi-similarity and contrastive (distance miner) with a cross-batch memory (XBM, Wang et al.,
 #    CVPR 2020), on the framework's recipe of Revisit_Runs.sh so that the memory is the only change:
 #    4 096 entries on CUB/CARS, 55 000 on SOP (XBM's SOP setting), joining at iteration 1 000;
+#  * on SOP, LSD with batches of 4 000 images (--batch_chunk) beside the same run with the ordinary batch of 112
+#    (groups <DS>lsd_<loss>_Bs<batch size>);
 #  * a separate block of ViT-S/16 (DINO) groups, which need the timm backbones and their optimiser flags.
 # Every group has five seeds (0-4). Group names: <DS>_ baseline, <DS>lsd_ LSD, <DS>vit_ / <DS>vitlsd_ ViT
 # (DS = CUB, CARS, SOP); the W&B run name is <group>_s<seed>. Tables and figures:
@@ -153,6 +155,23 @@ python main.py --dataset online_products --kernels 6 --source $datapath --log_on
 python main.py --dataset online_products --kernels 6 --source $datapath --log_online --project ModernDML --group SOPlsd_Contrastive_XBM --seed 2 --gpu 0 --n_epochs 150 --bs 112 --samples_per_class 2 --arch resnet50_frozen_normalize --loss contrastive_lsd --batch_mining distance --xbm_size 55000 --xbm_start 1000 --kd_alpha 50.0 --kd_tau 1.0
 python main.py --dataset online_products --kernels 6 --source $datapath --log_online --project ModernDML --group SOPlsd_Contrastive_XBM --seed 3 --gpu 0 --n_epochs 150 --bs 112 --samples_per_class 2 --arch resnet50_frozen_normalize --loss contrastive_lsd --batch_mining distance --xbm_size 55000 --xbm_start 1000 --kd_alpha 50.0 --kd_tau 1.0
 python main.py --dataset online_products --kernels 6 --source $datapath --log_online --project ModernDML --group SOPlsd_Contrastive_XBM --seed 4 --gpu 0 --n_epochs 150 --bs 112 --samples_per_class 2 --arch resnet50_frozen_normalize --loss contrastive_lsd --batch_mining distance --xbm_size 55000 --xbm_start 1000 --kd_alpha 50.0 --kd_tau 1.0
+
+### Large batches (--batch_chunk): margin LSD (distance miner) with batches of 4 000 images, each embedded in chunks
+### of 250 (the whole batch's exact gradient, see docs/large_batches.md), beside its twin with the ordinary batch
+### of 112 (the SOPlsd_Margin_b06_Distance recipe of Revisit_Runs.sh); only the batch differs, the learning
+### rate included. The teacher ranks lists of 4 000 samples instead of 112.
+
+python main.py --dataset online_products --kernels 6 --source $datapath --log_online --project ModernDML --group SOPlsd_Margin_Bs112 --seed 0 --gpu 0 --n_epochs 100 --loss_margin_beta 0.6 --samples_per_class 2 --loss margin_lsd --batch_mining distance --arch resnet50_frozen_normalize --kd_alpha 50.0 --kd_tau 1.0 --bs 112
+python main.py --dataset online_products --kernels 6 --source $datapath --log_online --project ModernDML --group SOPlsd_Margin_Bs112 --seed 1 --gpu 0 --n_epochs 100 --loss_margin_beta 0.6 --samples_per_class 2 --loss margin_lsd --batch_mining distance --arch resnet50_frozen_normalize --kd_alpha 50.0 --kd_tau 1.0 --bs 112
+python main.py --dataset online_products --kernels 6 --source $datapath --log_online --project ModernDML --group SOPlsd_Margin_Bs112 --seed 2 --gpu 0 --n_epochs 100 --loss_margin_beta 0.6 --samples_per_class 2 --loss margin_lsd --batch_mining distance --arch resnet50_frozen_normalize --kd_alpha 50.0 --kd_tau 1.0 --bs 112
+python main.py --dataset online_products --kernels 6 --source $datapath --log_online --project ModernDML --group SOPlsd_Margin_Bs112 --seed 3 --gpu 0 --n_epochs 100 --loss_margin_beta 0.6 --samples_per_class 2 --loss margin_lsd --batch_mining distance --arch resnet50_frozen_normalize --kd_alpha 50.0 --kd_tau 1.0 --bs 112
+python main.py --dataset online_products --kernels 6 --source $datapath --log_online --project ModernDML --group SOPlsd_Margin_Bs112 --seed 4 --gpu 0 --n_epochs 100 --loss_margin_beta 0.6 --samples_per_class 2 --loss margin_lsd --batch_mining distance --arch resnet50_frozen_normalize --kd_alpha 50.0 --kd_tau 1.0 --bs 112
+
+python main.py --dataset online_products --kernels 6 --source $datapath --log_online --project ModernDML --group SOPlsd_Margin_Bs4000 --seed 0 --gpu 0 --n_epochs 100 --loss_margin_beta 0.6 --samples_per_class 2 --loss margin_lsd --batch_mining distance --arch resnet50_frozen_normalize --kd_alpha 50.0 --kd_tau 1.0 --bs 4000 --batch_chunk 250
+python main.py --dataset online_products --kernels 6 --source $datapath --log_online --project ModernDML --group SOPlsd_Margin_Bs4000 --seed 1 --gpu 0 --n_epochs 100 --loss_margin_beta 0.6 --samples_per_class 2 --loss margin_lsd --batch_mining distance --arch resnet50_frozen_normalize --kd_alpha 50.0 --kd_tau 1.0 --bs 4000 --batch_chunk 250
+python main.py --dataset online_products --kernels 6 --source $datapath --log_online --project ModernDML --group SOPlsd_Margin_Bs4000 --seed 2 --gpu 0 --n_epochs 100 --loss_margin_beta 0.6 --samples_per_class 2 --loss margin_lsd --batch_mining distance --arch resnet50_frozen_normalize --kd_alpha 50.0 --kd_tau 1.0 --bs 4000 --batch_chunk 250
+python main.py --dataset online_products --kernels 6 --source $datapath --log_online --project ModernDML --group SOPlsd_Margin_Bs4000 --seed 3 --gpu 0 --n_epochs 100 --loss_margin_beta 0.6 --samples_per_class 2 --loss margin_lsd --batch_mining distance --arch resnet50_frozen_normalize --kd_alpha 50.0 --kd_tau 1.0 --bs 4000 --batch_chunk 250
+python main.py --dataset online_products --kernels 6 --source $datapath --log_online --project ModernDML --group SOPlsd_Margin_Bs4000 --seed 4 --gpu 0 --n_epochs 100 --loss_margin_beta 0.6 --samples_per_class 2 --loss margin_lsd --batch_mining distance --arch resnet50_frozen_normalize --kd_alpha 50.0 --kd_tau 1.0 --bs 4000 --batch_chunk 250
 
 
 ####################################################################################################

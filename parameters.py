@@ -223,6 +223,11 @@ def speed_parameters(parser):
                         help='Batch size of the evaluation passes; 0 = --bs.')
     parser.add_argument('--evaluate_every', default=1, type=int,
                         help='Evaluate every N epochs (the last epoch is always evaluated).')
+    parser.add_argument('--batch_chunk', default=0, type=int,
+                        help='Embed each batch (each process its slice) in chunks of this many images without '
+                             'gradient, compute the loss on the whole batch, then back-propagate chunk by chunk '
+                             'with a second forward pass: the whole batch\'s gradient with the activation memory '
+                             'of one chunk (docs/large_batches.md). 0 = off.')
     return parser
 
 

@@ -4,6 +4,7 @@
     python bench/gpu_epoch.py --tiny     # any machine, < 1 minute: ResNet18, 8 classes x 4 images of 64x64
     python bench/gpu_epoch.py --arch timm/vit_small_patch16_224_normalize --modes fast   # ViT-S/16, bf16 (CUDA)
     python bench/gpu_epoch.py --tiny --arch timm/test_vit_normalize --input_size 64  # a tiny ViT on the CPU
+    python bench/gpu_epoch.py --modes fast --per_class 120 --bs 1792 --batch_chunk 112  # chunks of 112 (CUDA)
 
 reference: --amp off --channels_last off --data_pipeline reference --eval_cache none (fp32, PIL pipeline)
 fast:      --amp bf16 --channels_last on --data_pipeline fast --eval_cache gpu (without CUDA: --amp off and
@@ -59,6 +60,9 @@ def build_parser():
                         help='--amp of the fast mode (auto: bf16 with CUDA, off without).')
     parser.add_argument('--workdir', default=None, help='Keep the tree and the run folders here.')
     parser.add_argument('--json', default=None, help='Also write the figures to this JSON file.')
+    parser.add_argument('--batch_chunk', type=int, default=0,
+                        help='--batch_chunk of the trainer in every mode (0 = off): with --bs in the thousands, '
+                             'the peak GPU memory is that of one chunk (docs/large_batches.md).')
     return parser
 
 
@@ -181,6 +185,8 @@ def run_mode(mode, args, source, save, cuda):
                     '--kernels', str(args.kernels), '--seed', '0', '--embed_dim', '128'] + flags
     if args.input_size:
         trainer_argv += ['--input_size', str(args.input_size)]
+    if args.batch_chunk:
+        trainer_argv += ['--batch_chunk', str(args.batch_chunk)]
     if cuda:
         trainer_argv.append('--evaluate_on_gpu')
     print('\n=== {} mode: main_original.py {}'.format(mode, ' '.join(trainer_argv)), flush=True)
@@ -217,8 +223,8 @@ def phase_table(mode, result, args):
 
 def report(results, args):
     print('\n=== images/s per phase ({} epoch(s), {} classes x {} images of {}x{}, {}, bs {}, {} workers)'.format(
-        args.epochs, args.classes, args.per_class, args.image_size[0], args.image_size[1], args.arch, args.bs,
-        args.kernels))
+        args.epochs, args.classes, args.per_class, args.image_size[0], args.image_size[1], args.arch,
+        '{} in chunks of {}'.format(args.bs, args.batch_chunk) if args.batch_chunk else args.bs, args.kernels))
     tables = {mode: phase_table(mode, result, args) for mode, result in results.items()}
     print('{:<12}'.format('phase') + ''.join('{:>26}'.format(mode) for mode in tables) +
           ('{:>18}'.format('fast/reference') if len(tables) == 2 else ''))

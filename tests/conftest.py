@@ -209,9 +209,10 @@ def interrupted_sweep(tmp_path_factory):
 SHARED_RUN_UNITS = {'test_sweep': 'interrupted_sweep', 'test_result_evaluations': 'interrupted_sweep',
                     'test_resume': 'three_epoch_run', 'test_speed_flags': 'three_epoch_run',
                     'test_bad_input': 'finished_run', 'test_evaluate': 'finished_run'}
-LONG_UNITS_FIRST = ['test_distributed_training', 'three_epoch_run', 'interrupted_sweep', 'finished_run',
+LONG_UNITS_FIRST = ['test_distributed_training', 'test_batch_chunk', 'three_epoch_run', 'interrupted_sweep', 'finished_run',
                     'test_training', 'test_training_timm', 'test_distributed', 'test_bench_gpu_epoch',
                     'test_batch_mining_distributions', 'test_training_write_errors', 'test_distributed_memory',
+                    'test_batch_chunk_distributed',
                     'test_datasampler_training']
 
 

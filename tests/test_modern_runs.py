@@ -14,6 +14,7 @@ from utilities.sweep.__main__ import main as sweep_main
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, 'Modern_Runs.sh')
+LARGE_BATCH_GROUP = re.compile(r'_Bs\d+$')   # LSD twins that differ in the batch size only
 VIT_FLAGS_EXIST = all(flag in parameters.build_parser()._option_string_actions
                       for flag in ('--warmup_epochs', '--clip_grad'))
 
@@ -44,8 +45,26 @@ def test_groups_seeds_and_losses():
     assert all(sorted(seeds) == [0, 1, 2, 3, 4] for seeds in groups.values())
     assert {'CUBlsd_ProxyAnchor', 'CARSlsd_ProxyAnchor', 'SOPlsd_ProxyAnchor'} <= set(groups)
     baseline = {g for g in groups if re.match(r'^(CUB|CARS|SOP)(vit)?_', g)}
-    twins = {g.replace('lsd_', '_') for g in groups if 'lsd_' in g}
+    twins = {g.replace('lsd_', '_') for g in groups if 'lsd_' in g and not LARGE_BATCH_GROUP.search(g)}
     assert baseline == twins and len(baseline) == (15 if VIT_FLAGS_EXIST else 9)
+
+
+def test_the_large_batch_group_differs_from_its_ordinary_twin_in_the_batch_only():
+    """LSD on SOP with a batch of thousands (--batch_chunk) beside the same runs with the ordinary batch."""
+    runs = {}
+    for line in commands():
+        _, opt = options_of(line)
+        if LARGE_BATCH_GROUP.search(opt.group):
+            runs.setdefault(opt.group, {})[opt.seed] = opt
+    assert sorted(runs) == ['SOPlsd_Margin_Bs112', 'SOPlsd_Margin_Bs4000']
+    ordinary, large = runs['SOPlsd_Margin_Bs112'], runs['SOPlsd_Margin_Bs4000']
+    assert sorted(ordinary) == sorted(large) == [0, 1, 2, 3, 4]
+    assert (ordinary[0].bs, ordinary[0].batch_chunk) == (112, 0)
+    assert (large[0].bs, large[0].batch_chunk) == (4000, 250) and large[0].dataset == 'online_products'
+    assert criteria.is_lsd(large[0].loss)
+    for seed in ordinary:
+        differing = {key for key, value in vars(ordinary[seed]).items() if getattr(large[seed], key) != value}
+        assert differing == {'group', 'bs', 'batch_chunk'}
 
 
 def test_the_sweep_dry_run_lists_every_run(tmp_path, capsys):

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from runtime import distributed
+from training.chunked_step import ChunkedStep
 from training.errors import TrainingDiverged, TrainingInterrupted
 from training.grad_stats import StepMetrics, gradient_statistics
 
@@ -28,7 +29,7 @@ def to_device(images, device, normalise):
 
 def train_one_epoch(model, objective, optimizer, loader, epoch, *, device, precision, normalise,
                     teacher=None, sampler=None, world=None, grad_log=None, progress=None, clip_grad=0.0,
-                    after_step=None):
+                    after_step=None, batch_chunk=0):
     """Train for one epoch; returns ({log key: mean over the epoch's steps}, seconds). `clip_grad` > 0 caps
     the L2 norm of the backbone's (global-batch, unscaled) gradient before the step; the logged gradient
     statistics are those before clipping.
@@ -36,7 +37,9 @@ def train_one_epoch(model, objective, optimizer, loader, epoch, *, device, preci
     Loss values and gradient statistics stay on the device until the epoch ends (no per-step host
     stall); they are then logged with the same values as per-step `.item()` calls would give.
     `progress` (utilities.progress.Progress, optional) is told of every step and reads a loss now and then.
-    `after_step(iteration)` (optional) runs after every optimizer step: a per-update learning-rate schedule."""
+    `after_step(iteration)` (optional) runs after every optimizer step: a per-update learning-rate schedule.
+    `batch_chunk` > 0 runs each step in two passes of that many images at a time (training.chunked_step):
+    the same gradient with the activation memory of one chunk."""
     start = time.time()
     model.train()
     use_teacher = teacher is not None and objective.needs_teacher(epoch)
@@ -46,20 +49,25 @@ def train_one_epoch(model, objective, optimizer, loader, epoch, *, device, preci
     try:
         for iteration, (labels, images, indices) in enumerate(loader):
             images = precision.prepare_images(to_device(images, device, normalise))
-            with precision.autocast():
-                embeddings = first_output(model(images))
-            teacher_embeddings = None
-            if use_teacher:
-                with torch.no_grad(), precision.autocast():
-                    teacher_embeddings = first_output(teacher(images))
-            labels, indices = torch.as_tensor(labels), torch.as_tensor(indices)
-            if world is not None and world.enabled:
-                # the criterion sees the global batch, exactly as a single process would
-                embeddings = distributed.gather_with_grad(embeddings, world)
-                labels = distributed.gather_plain(labels, world)
-                indices = distributed.gather_plain(indices, world)
-                if teacher_embeddings is not None:
-                    teacher_embeddings = distributed.gather_plain(teacher_embeddings, world)
+            chunks = ChunkedStep(model, images, batch_chunk, precision, world) if batch_chunk > 0 else None
+            if chunks is not None:
+                embeddings, teacher_embeddings, labels, indices = chunks.forward(
+                    labels, indices, teacher=teacher if use_teacher else None)
+            else:
+                with precision.autocast():
+                    embeddings = first_output(model(images))
+                teacher_embeddings = None
+                if use_teacher:
+                    with torch.no_grad(), precision.autocast():
+                        teacher_embeddings = first_output(teacher(images))
+                labels, indices = torch.as_tensor(labels), torch.as_tensor(indices)
+                if world is not None and world.enabled:
+                    # the criterion sees the global batch, exactly as a single process would
+                    embeddings = distributed.gather_with_grad(embeddings, world)
+                    labels = distributed.gather_plain(labels, world)
+                    indices = distributed.gather_plain(indices, world)
+                    if teacher_embeddings is not None:
+                        teacher_embeddings = distributed.gather_plain(teacher_embeddings, world)
             try:
                 loss, parts = objective(embeddings, labels, teacher_embeddings=teacher_embeddings, epoch=epoch)
             except Exception as error:
@@ -69,7 +77,10 @@ def train_one_epoch(model, objective, optimizer, loader, epoch, *, device, preci
 
             optimizer.zero_grad()
             if loss.requires_grad:
-                precision.backward(loss)
+                if chunks is not None:
+                    chunks.backward(loss)
+                else:
+                    precision.backward(loss)
                 if world is not None and world.enabled:
                     distributed.all_reduce_gradients(model.parameters(), world)
                 precision.unscale(optimizer)

@@ -19,7 +19,7 @@ import parameters
 from runtime import device as device_selection
 from runtime import distributed, process
 from runtime.precision import Precision
-from training import embedding_warmup, engine, optimization, setup
+from training import chunked_step, embedding_warmup, engine, optimization, setup
 from training.context import RunContext
 from training.errors import TrainingDiverged, TrainingInterrupted
 from training.resume_state import load_resume_state, restore_rng_states, save_resume_state
@@ -41,6 +41,8 @@ class TrainingRun:
         self.precision = Precision(opt.amp, opt.channels_last, context.device)
         process.seed_everything(opt.seed)
         self.model, self.teacher = build_networks(context, self.precision)
+        if context.is_main_process:
+            chunked_step.print_startup_notice(opt.batch_chunk, self.model)
         self.teacher_snapshot = None
         self.normalise = data_normaliser(opt)
         self.embedder = build_embedder(context, self.model, self.normalise, self.precision)
@@ -131,6 +133,7 @@ class TrainingRun:
             teacher=self.teacher, sampler=self.sampler, world=self.context.world,
             grad_log=self.LOG.progress_saver['Model Grad'], clip_grad=self.opt.clip_grad,
             after_step=optimization.update_hook(self.scheduler, epoch),
+            batch_chunk=self.opt.batch_chunk,
             progress=self.context.progress(len(self.dataloaders['training']), 'Epoch {} (Train)'.format(epoch)))
         description = 'Epoch (Train) {0}: Mean Loss [{1:.4f}]'.format(epoch, means.get('loss', float('nan')))
         if 'loss_rank' in means:

@@ -49,6 +49,8 @@ def validate_options(opt, lsd_trainer):
             raise StartupError('--{} must be at least 1 (got {}).'.format(flag, getattr(opt, flag)))
     if opt.kernels < 0 or opt.eval_bs < 0:
         raise StartupError('--{} must not be negative.'.format('kernels' if opt.kernels < 0 else 'eval_bs'))
+    if opt.batch_chunk < 0:
+        raise StartupError('--batch_chunk must not be negative (got {}; 0 = off).'.format(opt.batch_chunk))
     if opt.bs % opt.samples_per_class != 0:
         raise StartupError('Batchsize needs to fit number of samples per class for distance sampling '
                            'and margin/triplet loss! (--bs {} is not divisible by --samples_per_class {})'
