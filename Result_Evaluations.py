@@ -48,8 +48,8 @@ def build_parser():
     parser.add_argument('--source', choices=('wandb', 'local'), default='wandb',
                         help='Read runs from a W&B project or from local run folders.')
     parser.add_argument('--project', default=DEFAULT_PROJECT, help='W&B path <entity>/<project> (--source wandb).')
-    parser.add_argument('--path', default=None,
-                        help='Folder holding run folders, e.g. the --save_path of the training runs (--source local).')
+    parser.add_argument('--path', default=None, nargs='+',
+                        help='Folder(s) holding run folders, e.g. the --save_path of the training runs (--source local).')
     parser.add_argument('--out', default='.', help='Output folder for the .tex, summary.csv and the figures.')
     parser.add_argument('--tex', default='result_tables.tex', help='File name of the LaTeX tables inside --out.')
     parser.add_argument('--min_length', type=int, default=aggregation.MIN_LENGTH,
@@ -57,7 +57,9 @@ def build_parser():
     parser.add_argument('--selection', choices=aggregation.SELECTIONS, default='max',
                         help='What the LaTeX tables show. max: every Test metric\'s own best epoch (reference); '
                              'best_r1: all read at the best Test R@1 epoch; best_val: all read at the epoch of the '
-                             'best Val storage metric (runs trained with --use_tv_split; no selection on the test set).')
+                             'best Val storage metric (runs trained with --use_tv_split; no selection on the test set); '
+                             'last: every Test metric at the last logged epoch (e.g. `utilities.tune --reproduce` '
+                             'runs, which train on all training classes).')
     parser.add_argument('--include_unfinished', action='store_true',
                         help='Also count local runs that have not finished (no training_summary.txt).')
     parser.add_argument('--columns', nargs='+', default=list(tables.DEFAULT_COLUMNS),
@@ -85,7 +87,8 @@ def load_runs(opt):
     if opt.source == 'local':
         if not opt.path:
             raise ResultsError('--source local needs --path <folder with run folders>')
-        return load_local_runs(opt.path)
+        paths = [opt.path] if isinstance(opt.path, str) else opt.path
+        return [run for path in paths for run in load_local_runs(path)]
     return load_wandb_runs(opt.project, samples=opt.history_samples)
 
 
@@ -129,7 +132,7 @@ def evaluate(opt):
 
 
 TABLE_LABELS = {'max': '', 'best_r1': ' (Test values at the best Test R@1 epoch)',
-                'best_val': ' (Test values at the best-Val epoch)'}
+                'best_val': ' (Test values at the best-Val epoch)', 'last': ' (Test values at the last epoch)'}
 
 
 def overview(results, selection, include_unfinished):
@@ -138,7 +141,7 @@ def overview(results, selection, include_unfinished):
     best, at_val = aggregation.BEST_OVER_EPOCHS, aggregation.BEST_METRIC + aggregation.VAL_SUFFIX
     lines = ['Runs per row (tables: {}; {}):'.format(
         {'max': 'each Test metric at its best epoch', 'best_r1': 'Test values at the best Test R@1 epoch',
-         'best_val': 'Test values at the best-Val epoch'}[selection],
+         'best_val': 'Test values at the best-Val epoch', 'last': 'Test values at the last epoch'}[selection],
         'unfinished runs counted' if include_unfinished else 'unfinished runs left out')]
     names = tables.display_names(results)
     for group in sorted(results):

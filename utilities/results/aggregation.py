@@ -59,7 +59,7 @@ STAT_KEYS = {
 }
 BEST_METRIC = 'R@1'
 MIN_LENGTH = 40
-SELECTIONS = ('max', 'best_r1', 'best_val')
+SELECTIONS = ('max', 'best_r1', 'best_val', 'last')
 VAL_SUFFIX = ' at best Val'
 VAL_EPOCH = 'Val_Epoch'
 BEST_OVER_EPOCHS = BEST_METRIC + ' best over epochs'  # kept whatever the selection, for the overview
@@ -114,11 +114,17 @@ def run_values(history, metric_keys, stat_keys, selection, missing):
             values[name] = np.nan
         elif selection == 'best_r1':
             values[name] = numeric_column(history, key)[best] if best is not None else np.nan
+        elif selection == 'last':   # the last logged value (runs without a validation split, e.g. tuned ones)
+            column = numeric_column(history, key)
+            finite = column[np.isfinite(column)]
+            values[name] = float(finite[-1]) if len(finite) else np.nan
         else:
             column = numeric_column(history, key)
             values[name] = float(np.nanmax(column)) if np.isfinite(column).any() else np.nan
     steps = numeric_column(history, '_step') if '_step' in history.columns else np.arange(len(history))
     values['Max_Epoch'] = float(steps[best]) if best is not None else np.nan
+    if selection == 'last':
+        values['Max_Epoch'] = float(steps[-1]) if len(steps) else np.nan
     for name, key in stat_keys.items():
         if key not in history.columns:
             missing[name] += 1
