@@ -11,7 +11,8 @@
 # unnormalised variant for angular, N-pair and generalised lifted, as Digits_Runs.sh), 3 epochs, TRIALS
 # trials of FOLDS folds per study, --slots SLOTS. Every step resumes: rerun the same command after a kill.
 #
-#   nohup nice -n 5 bash Digits_Tuning.sh > Sweeps/Digits_Tuning.log 2>&1 &
+#   nohup nice -n 5 bash Digits_Tuning.sh >> Sweeps/Digits_Tuning.log 2>&1 &
+# (bash reads a script while it runs it: to edit this file during a study, run a copy of it instead)
 #   python Result_Evaluations.py --source local --path Sweeps/Digits_Tuning/studies/*/reproduce Sweeps/Digits_Tuning/untuned \
 #          --min_length 0 --selection last --columns R@1 R@5 NMI F1 mAP@R Seeds --ci 0.95 --paired \
 #          --out Sweeps/Digits_Tuning/tables
@@ -57,19 +58,22 @@ for config in "${CONFIGS[@]}"; do
     *) base="_$name"; lsd="lsd_$name" ;;
   esac
   start=$(date +%s)
+  lines="$OUT/untuned/DIGU_$name.sh"
+  : > "$lines"
   for side in base lsd; do
     if [ $side = base ]; then script=main_original.py; side_loss=$loss; tag=$base; space=$BASE_SPACE; untuned=""
     else script=main.py; side_loss=${loss}_lsd; tag=$lsd; space=$LSD_SPACE; untuned="--kd_alpha 50 --kd_tau 1"; fi
     python -m utilities.tune "$OUT/studies/DIGT$tag" --trials "$TRIALS" --folds "$FOLDS" --seed 0 --startup_trials 2 \
         --slots "$SLOTS" --reproduce "$SEEDS" --reproduce_group "DIGT$tag" --space $space \
         -- python $script $COMMON --tv_split_by_samples --loss "$side_loss" $flags
-    lines="$OUT/untuned/DIGU$tag.sh"
-    : > "$lines"
+    status=$?; [ $status -le 1 ] || exit $status   # 1: a reproduction failed (its log says why); go on
     for seed in $(seq 0 $((SEEDS - 1))); do
       echo "python $script $COMMON --lr 0.0003 $untuned --loss $side_loss $flags --group DIGU$tag --seed $seed" >> "$lines"
     done
-    python -m utilities.sweep "$lines" --sweep_dir "$OUT/untuned/DIGU$tag" --slots "$SLOTS"
   done
+  # the untuned settings, both sides in one sweep
+  python -m utilities.sweep "$lines" --sweep_dir "$OUT/untuned/DIGU_$name" --slots "$SLOTS"
+  status=$?; [ $status -le 1 ] || exit $status
   echo "config $name: $(( $(date +%s) - start )) s"
 done
 echo "Digits_Tuning: $(( $(date +%s) - began )) s wall"

@@ -78,6 +78,8 @@ class GroupResult:
     values: dict
     n_unfinished: int = 0   # runs left out because they have not finished (no training_summary.txt)
     n_short: int = 0        # runs left out by the length filter
+    per_run: dict = dataclasses.field(default_factory=dict)   # {name: the runs' values, in `seeds` order}
+    ci: dict = dataclasses.field(default_factory=dict)        # {name: t-interval half-width} with --ci
 
 
 def dataset_of(group, config):
@@ -239,7 +241,8 @@ def aggregate(runs, metric_keys=None, optional_keys=None, stat_keys=None, min_le
         results[group] = GroupResult(group=group, dataset=dataset_of(group, by_group[group][0].config),
                                      n_runs=len(seeds), seeds=seeds,
                                      values={name: mean_std(collected[name]) for name in names + val_names},
-                                     n_unfinished=n_unfinished, n_short=n_short)
+                                     n_unfinished=n_unfinished, n_short=n_short,
+                                     per_run={name: list(collected[name]) for name in names + val_names})
     not_logged = [name for name in names if missing[name] and name not in optional_names]
     if not_logged:
         warnings.warn(missing_metrics_line(not_logged, missing, n_used), stacklevel=2)
