@@ -222,6 +222,9 @@ def aggregate(runs, metric_keys=None, optional_keys=None, stat_keys=None, min_le
                                 missing)
             if BEST_METRIC in metric_keys:
                 values[BEST_OVER_EPOCHS] = values[BEST_METRIC]
+                if selection == 'last':   # the best over the epochs, whatever the tables show
+                    values[BEST_OVER_EPOCHS] = run_values(run.history, {BEST_METRIC: metric_keys[BEST_METRIC]},
+                                                          {}, 'max', collections.Counter())[BEST_METRIC]
             if with_val:
                 by_val = val_selected_values(run.history, metric_keys, stat_keys, val_key(run.config))
                 n_without_val += by_val is None
