@@ -4,13 +4,13 @@
 #    LSD README's --kd_alpha 50 --kd_tau 1, group DIGlsd_<Loss>; same miner, backbone and flags otherwise);
 #  * clean vs label noise for two losses: 30 % symmetric label noise on the training split
 #    (--noisy_label --noisy_ratio 0.3), baseline DIGnoisy30_<Loss> vs LSD DIGnoisy30lsd_<Loss>;
-#  * three seeds (0-2) per group, 102 runs, ordered by seed: a sweep cut short still holds every group.
+#  * three seeds (0-2) per group, 108 runs, ordered by seed: a sweep cut short still holds every group.
 # Model selection without the test set: 80 % of each training digit's images train and 20 % validate
 # (--use_tv_split --tv_split_by_samples; a split by classes would leave 1 of the 5 training digits for
 # validation, which cannot rank), and the epoch is picked by Val mAP@R (--storage_metrics mAP_c; Val R@1 of
 # seen digits reaches 1.0 within a few epochs and would pick the first epoch that ties).
 # 3 epochs per run (the README's main command trains 8): about a minute per run on one free CPU core (measured
-# 41-81 s, median 52 s), the whole file about 50 minutes with --slots 2 on 2 cores (docs/digits_protocol.md).
+# 41-81 s, median 52 s), the whole file about 55 minutes with --slots 2 on 2 cores (docs/digits_protocol.md).
 #
 #   python -m utilities.sweep Digits_Runs.sh --slots 2
 #   python Result_Evaluations.py --source local --path Sweeps/Digits_Runs --min_length 0 --selection best_val \
@@ -69,6 +69,9 @@ python main.py $DIGITS $LSD --group DIGlsd_Quadruplet_Distance --seed 0 --loss q
 python main_original.py $DIGITS --group DIG_SmoothAP --seed 0 --loss ap_loss --arch resnet18_normalize
 python main.py $DIGITS $LSD --group DIGlsd_SmoothAP --seed 0 --loss ap_loss_lsd --arch resnet18_normalize
 
+python main_original.py $DIGITS --group DIG_ProxyAnchor --seed 0 --loss proxyanchor --arch resnet18_normalize
+python main.py $DIGITS $LSD --group DIGlsd_ProxyAnchor --seed 0 --loss proxyanchor_lsd --arch resnet18_normalize
+
 # label noise (30 %, symmetric): baseline vs LSD
 python main_original.py $DIGITS --noisy_label --noisy_ratio 0.3 --group DIGnoisy30_Margin_Distance --seed 0 --loss margin --batch_mining distance --arch resnet18_normalize
 python main.py $DIGITS $LSD --noisy_label --noisy_ratio 0.3 --group DIGnoisy30lsd_Margin_Distance --seed 0 --loss margin_lsd --batch_mining distance --arch resnet18_normalize
@@ -123,6 +126,9 @@ python main.py $DIGITS $LSD --group DIGlsd_Quadruplet_Distance --seed 1 --loss q
 python main_original.py $DIGITS --group DIG_SmoothAP --seed 1 --loss ap_loss --arch resnet18_normalize
 python main.py $DIGITS $LSD --group DIGlsd_SmoothAP --seed 1 --loss ap_loss_lsd --arch resnet18_normalize
 
+python main_original.py $DIGITS --group DIG_ProxyAnchor --seed 1 --loss proxyanchor --arch resnet18_normalize
+python main.py $DIGITS $LSD --group DIGlsd_ProxyAnchor --seed 1 --loss proxyanchor_lsd --arch resnet18_normalize
+
 # label noise (30 %, symmetric): baseline vs LSD
 python main_original.py $DIGITS --noisy_label --noisy_ratio 0.3 --group DIGnoisy30_Margin_Distance --seed 1 --loss margin --batch_mining distance --arch resnet18_normalize
 python main.py $DIGITS $LSD --noisy_label --noisy_ratio 0.3 --group DIGnoisy30lsd_Margin_Distance --seed 1 --loss margin_lsd --batch_mining distance --arch resnet18_normalize
@@ -176,6 +182,9 @@ python main.py $DIGITS $LSD --group DIGlsd_Quadruplet_Distance --seed 2 --loss q
 
 python main_original.py $DIGITS --group DIG_SmoothAP --seed 2 --loss ap_loss --arch resnet18_normalize
 python main.py $DIGITS $LSD --group DIGlsd_SmoothAP --seed 2 --loss ap_loss_lsd --arch resnet18_normalize
+
+python main_original.py $DIGITS --group DIG_ProxyAnchor --seed 2 --loss proxyanchor --arch resnet18_normalize
+python main.py $DIGITS $LSD --group DIGlsd_ProxyAnchor --seed 2 --loss proxyanchor_lsd --arch resnet18_normalize
 
 # label noise (30 %, symmetric): baseline vs LSD
 python main_original.py $DIGITS --noisy_label --noisy_ratio 0.3 --group DIGnoisy30_Margin_Distance --seed 2 --loss margin --batch_mining distance --arch resnet18_normalize

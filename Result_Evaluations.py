@@ -19,7 +19,15 @@ as `<name> at best Val` in summary.csv and in the overview, next to the best-ove
 select on the test set). `--selection best_val` makes the LaTeX tables show those instead.
 
 Written to `--out`: `--tex` (the per-dataset tables, then the shared CUB/CARS/SOP table; also printed),
-`summary.csv` (every aggregated value), and the reference's figures as PNG and SVG.
+`result_tables.md` (the per-dataset tables in Markdown), `summary.csv` (every aggregated value), and the
+reference's figures as PNG and SVG.
+
+Intervals (`--ci 0.95`): the half-width of each mean's Student t-interval over the runs, as `[± c]` after
+`mean ± std` and as `<name> ci` in summary.csv. Paired comparisons (`--paired`): every LSD group against its
+baseline group (its name without the LSD tag, e.g. `DIGlsd_MS` against `DIG_MS`) over the seeds both
+have, per table column: mean difference, its t-interval and the paired t-test p-value, in `paired.csv`
+(loss, metric, n, mean_diff, ci_low, ci_high, p_value), `paired.md`, the .tex and `paired.png`
+(utilities/results/intervals.py).
 
 Missing metrics: a key that a run did not log is NaN for that run and a warning names it; a table
 cell whose value is NaN shows `$-\\pm-$`. This project's default recall ks are 1, 5, 10 and it logs
@@ -35,7 +43,7 @@ import warnings
 
 import pandas as pd
 
-from utilities.results import aggregation, figures, tables
+from utilities.results import aggregation, figures, intervals, tables
 from utilities.results.local_source import load_local_runs
 from utilities.results.runs import ResultsError
 from utilities.results.wandb_source import load_wandb_runs
@@ -48,8 +56,8 @@ def build_parser():
     parser.add_argument('--source', choices=('wandb', 'local'), default='wandb',
                         help='Read runs from a W&B project or from local run folders.')
     parser.add_argument('--project', default=DEFAULT_PROJECT, help='W&B path <entity>/<project> (--source wandb).')
-    parser.add_argument('--path', default=None,
-                        help='Folder holding run folders, e.g. the --save_path of the training runs (--source local).')
+    parser.add_argument('--path', default=None, nargs='+',
+                        help='Folder(s) holding run folders, e.g. the --save_path of the training runs (--source local).')
     parser.add_argument('--out', default='.', help='Output folder for the .tex, summary.csv and the figures.')
     parser.add_argument('--tex', default='result_tables.tex', help='File name of the LaTeX tables inside --out.')
     parser.add_argument('--min_length', type=int, default=aggregation.MIN_LENGTH,
@@ -57,7 +65,9 @@ def build_parser():
     parser.add_argument('--selection', choices=aggregation.SELECTIONS, default='max',
                         help='What the LaTeX tables show. max: every Test metric\'s own best epoch (reference); '
                              'best_r1: all read at the best Test R@1 epoch; best_val: all read at the epoch of the '
-                             'best Val storage metric (runs trained with --use_tv_split; no selection on the test set).')
+                             'best Val storage metric (runs trained with --use_tv_split; no selection on the test set); '
+                             'last: every Test metric at the last logged epoch (e.g. `utilities.tune --reproduce` '
+                             'runs, which train on all training classes).')
     parser.add_argument('--include_unfinished', action='store_true',
                         help='Also count local runs that have not finished (no training_summary.txt).')
     parser.add_argument('--columns', nargs='+', default=list(tables.DEFAULT_COLUMNS),
@@ -68,6 +78,13 @@ def build_parser():
     parser.add_argument('--history_samples', type=int, default=500,
                         help='Rows W&B returns per run history (W&B default 500; more rows are sampled).')
     parser.add_argument('--no_figures', action='store_true', help='Skip the figures.')
+    parser.add_argument('--ci', type=float, default=None, metavar='LEVEL',
+                        help='Add the half-width of the t-interval of each mean at this confidence, e.g. 0.95: '
+                             '"<name> ci" in summary.csv, [± half-width] in the tables.')
+    parser.add_argument('--paired', action='store_true',
+                        help='Per loss, its LSD group against its baseline group over their common seeds: mean '
+                             'difference, its t-interval (--ci level, default 0.95) and the paired t-test p-value '
+                             'per table column; paired.csv, paired.md, the .tex and paired.png.')
     return parser
 
 
@@ -85,7 +102,8 @@ def load_runs(opt):
     if opt.source == 'local':
         if not opt.path:
             raise ResultsError('--source local needs --path <folder with run folders>')
-        return load_local_runs(opt.path)
+        paths = [opt.path] if isinstance(opt.path, str) else opt.path
+        return [run for path in paths for run in load_local_runs(path)]
     return load_wandb_runs(opt.project, samples=opt.history_samples)
 
 
@@ -97,6 +115,8 @@ def summary_frame(results):
                  'n_too_short': result.n_short}
         for name, (mean, std) in result.values.items():
             entry[name + ' mean'], entry[name + ' std'] = mean, std
+            if result.ci:
+                entry[name + ' ci'] = result.ci.get(name)
         rows.append(entry)
     return pd.DataFrame(rows)
 
@@ -112,13 +132,34 @@ def evaluate(opt):
     if unknown:
         raise ResultsError('--columns {}: unknown; choose from {}'.format(
             ' '.join(unknown), ' '.join(sorted(available))))
+    if opt.ci is not None and not 0 < opt.ci < 1:
+        raise ResultsError('--ci {}: give a confidence level between 0 and 1, e.g. 0.95'.format(opt.ci))
     runs = load_runs(opt)
     results = aggregation.aggregate(runs, metric_keys=metric_keys, min_length=opt.min_length,
                                     selection=opt.selection, include_unfinished=opt.include_unfinished)
+    if opt.ci is not None:
+        for result in results.values():
+            result.ci = {name: intervals.t_half_width(values, opt.ci) for name, values in result.per_run.items()}
     os.makedirs(opt.out, exist_ok=True)
     text = tables.all_tables(results, opt.columns, TABLE_LABELS[opt.selection])
+    markdown = tables.markdown_tables(results, opt.columns, TABLE_LABELS[opt.selection])
+    if opt.paired:
+        level = opt.ci or 0.95
+        metrics = [c for c in opt.columns if c not in ('Max_Epoch', aggregation.VAL_EPOCH, tables.SEEDS_COLUMN)]
+        rows = intervals.paired_rows(results, metrics, level)
+        pd.DataFrame(rows, columns=list(intervals.PAIRED_COLUMNS)).to_csv(os.path.join(opt.out, 'paired.csv'),
+                                                                          index=False)
+        text += '\n' + intervals.latex_table(rows, level)
+        paired_markdown = intervals.markdown_table(rows, level)
+        markdown += '\n### Paired: LSD − baseline over common seeds\n\n' + paired_markdown
+        with open(os.path.join(opt.out, 'paired.md'), 'w') as handle:
+            handle.write(paired_markdown)
+        if not opt.no_figures:
+            intervals.paired_figure(rows, opt.out, level)
     with open(os.path.join(opt.out, opt.tex), 'w') as handle:
         handle.write(text)
+    with open(os.path.join(opt.out, 'result_tables.md'), 'w') as handle:
+        handle.write(markdown)
     summary_frame(results).to_csv(os.path.join(opt.out, 'summary.csv'), index=False)
     print(text)
     print(overview(results, opt.selection, opt.include_unfinished))
@@ -129,7 +170,7 @@ def evaluate(opt):
 
 
 TABLE_LABELS = {'max': '', 'best_r1': ' (Test values at the best Test R@1 epoch)',
-                'best_val': ' (Test values at the best-Val epoch)'}
+                'best_val': ' (Test values at the best-Val epoch)', 'last': ' (Test values at the last epoch)'}
 
 
 def overview(results, selection, include_unfinished):
@@ -138,7 +179,7 @@ def overview(results, selection, include_unfinished):
     best, at_val = aggregation.BEST_OVER_EPOCHS, aggregation.BEST_METRIC + aggregation.VAL_SUFFIX
     lines = ['Runs per row (tables: {}; {}):'.format(
         {'max': 'each Test metric at its best epoch', 'best_r1': 'Test values at the best Test R@1 epoch',
-         'best_val': 'Test values at the best-Val epoch'}[selection],
+         'best_val': 'Test values at the best-Val epoch', 'last': 'Test values at the last epoch'}[selection],
         'unfinished runs counted' if include_unfinished else 'unfinished runs left out')]
     names = tables.display_names(results)
     for group in sorted(results):

@@ -20,6 +20,11 @@ def basic_training_parameters(parser):
                         help='Validation = a share of the samples of every class instead of a share of the classes.')
     parser.add_argument('--tv_split_perc', default=0.8, type=float,
                         help='Share kept for training when splitting.')
+    parser.add_argument('--cv_folds', default=0, type=int,
+                        help='K > 1: class-disjoint cross-validation; the training classes (with --tv_split_by_samples: '
+                             "every class's images) form K interleaved folds, --cv_fold validates. Implies "
+                             '--use_tv_split and replaces --tv_split_perc; 0 = no folds.')
+    parser.add_argument('--cv_fold', default=0, type=int, help='The validation fold, 0..K-1 (with --cv_folds K).')
     parser.add_argument('--augmentation', default='base', type=str,
                         help='Training augmentation: base, adv, big, red.')
 
@@ -293,5 +298,8 @@ def build_parser():
 
 
 def read_arguments(argv=None):
-    """Parse `argv` (default: sys.argv[1:]) with every flag of both trainers."""
-    return build_parser().parse_args(argv)
+    """Parse `argv` (default: sys.argv[1:]) with every flag of both trainers; a fold is a validation split."""
+    opt = build_parser().parse_args(argv)
+    if opt.cv_folds:
+        opt.use_tv_split = True
+    return opt

@@ -12,7 +12,7 @@ from datasets.errors import DatasetError
 from datasets.eval_cache import CachedLoader, cached
 from datasets.loader_options import loader_options
 from datasets.sample_randomness import EpochTaggedBatchSampler, sample_seed
-from datasets.tv_split import check_rankable
+from datasets.tv_split import check_rankable, fold_choice
 
 __all__ = ['BUILDERS', 'CachedLoader', 'DatasetError', 'EpochTaggedBatchSampler', 'cached', 'check_rankable', 'device_normaliser',
            'loader_options', 'sample_seed', 'select']

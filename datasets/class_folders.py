@@ -7,7 +7,7 @@ import os
 
 from datasets.dataset_dict import build_dataset_dict
 from datasets.errors import DatasetError
-from datasets.tv_split import split_classes, split_samples
+from datasets.tv_split import fold_choice, split_classes, split_samples
 
 
 def list_folders(path, keep=lambda name: True):
@@ -31,7 +31,7 @@ def build(opt, class_paths, class_names, sample_rule, pipeline, images_path):
     train_names = {key: class_names[key] for key in train}
     val_dict, val_names = None, None
     if opt.use_tv_split and not opt.tv_split_by_samples:
-        train, val = split_classes(train, opt.tv_split_perc)
+        train, val = split_classes(train, opt.tv_split_perc, fold_choice(opt))
         train_dict = {i: class_paths[key] for i, key in enumerate(train)}
         val_dict = {i: class_paths[key] for i, key in enumerate(val)}
         train_names = {i: class_names[key] for i, key in enumerate(train)}
@@ -39,7 +39,8 @@ def build(opt, class_paths, class_names, sample_rule, pipeline, images_path):
     elif opt.use_tv_split:
         train_dict, val_dict = {}, {}
         for key in train:
-            train_dict[key], val_dict[key] = split_samples(class_paths[key], opt.tv_split_perc, sample_rule)
+            train_dict[key], val_dict[key] = split_samples(class_paths[key], opt.tv_split_perc, sample_rule,
+                                                                 fold_choice(opt))
         val_names = dict(train_names)
     else:
         train_dict = {key: class_paths[key] for key in train}

@@ -16,7 +16,7 @@ from datasets.dataset_dict import build_dataset_dict
 from datasets.errors import DatasetError, require_folder
 from datasets.image_transforms import benchmark_pipeline
 from datasets.list_files import malformed, numbered_lines
-from datasets.tv_split import split_labelled_classes
+from datasets.tv_split import fold_choice, split_labelled_classes
 
 LAYOUT = ('<source>/inaturalist/train_val2018/<supercategory>/<class id>/<file>.jpg and the Smooth-AP split lists '
           '<source>/inaturalist/iNaturalist_train_set1.txt, iNaturalist_test_set1.txt (or in Inat_dataset_splits/), '
@@ -68,7 +68,8 @@ def give(opt, data_path):
     require_folder(os.path.join(data_path, images_folder(training_rows)), LAYOUT)
     train_dict, train_names = classes_to_labels(training_rows, data_path)
     train_dict, train_names, val_dict, val_names = split_labelled_classes(
-        train_dict, train_names, opt.use_tv_split, opt.tv_split_by_samples, opt.tv_split_perc)
+        train_dict, train_names, opt.use_tv_split, opt.tv_split_by_samples, opt.tv_split_perc,
+        folds=fold_choice(opt))
     test_dict, test_names = classes_to_labels(test_rows, data_path)
     conversions = {'training': train_names, 'validation': val_names, 'testing': test_names}
     return build_dataset_dict(opt, train_dict, val_dict, test_dict, conversions, benchmark_pipeline)

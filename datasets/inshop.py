@@ -14,7 +14,7 @@ from datasets.dataset_dict import build_dataset_dict
 from datasets.errors import DatasetError, require_folder
 from datasets.image_transforms import benchmark_pipeline
 from datasets.list_files import malformed, numbered_lines
-from datasets.tv_split import split_labelled_classes
+from datasets.tv_split import fold_choice, split_labelled_classes
 
 LAYOUT = ('<source>/inshop/img/<gender>/<category>/id_<item>/<view>.jpg and <source>/inshop/list_eval_partition.txt '
           '(or Eval/list_eval_partition.txt): line 1 the number of rows, line 2 the header '
@@ -80,7 +80,8 @@ def give(opt, data_path):
             partition_file(data_path), 'train' if not training_rows else 'query or gallery', LAYOUT))
     train_dict, train_names = items_to_labels(training_rows)
     train_dict, train_names, val_dict, val_names = split_labelled_classes(
-        train_dict, train_names, opt.use_tv_split, opt.tv_split_by_samples, opt.tv_split_perc)
+        train_dict, train_names, opt.use_tv_split, opt.tv_split_by_samples, opt.tv_split_perc,
+        folds=fold_choice(opt))
     test_dict, test_names = items_to_labels(test_rows)
     query_paths = [image(name) for name, _, status in rows if status == 'query']
     gallery_paths = [image(name) for name, _, status in rows if status == 'gallery']

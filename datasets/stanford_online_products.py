@@ -7,7 +7,7 @@ running counters from 0 (project decision: the reference's labels start at -1, w
 """
 from datasets.dataset_dict import build_dataset_dict
 from datasets.errors import DatasetError, require_file, require_folder
-from datasets.tv_split import first_positions, split_classes, split_samples
+from datasets.tv_split import first_positions, fold_choice, split_classes, split_samples
 from datasets.image_transforms import benchmark_pipeline
 
 LAYOUT = ('<source>/online_products/images/<category>_final/<product id>_<view>.JPG and '
@@ -51,7 +51,7 @@ def give(opt, data_path):
         train_groups, val_groups = {}, {}
         train_count, val_count = 0, 0
         for super_id, classes in super_dict.items():
-            train_ids, val_ids = split_classes(sorted(classes), opt.tv_split_perc)
+            train_ids, val_ids = split_classes(sorted(classes), opt.tv_split_perc, fold_choice(opt))
             train_groups[super_id] = {train_count + i: classes[key] for i, key in enumerate(train_ids)}
             val_groups[super_id] = {val_count + i: classes[key] for i, key in enumerate(val_ids)}
             train_count += len(train_ids)
@@ -62,7 +62,7 @@ def give(opt, data_path):
             train_groups[super_id], val_groups[super_id] = {}, {}
             for key in sorted(classes):
                 train_groups[super_id][key - 1], val_groups[super_id][key - 1] = split_samples(
-                    classes[key], opt.tv_split_perc, first_positions)
+                    classes[key], opt.tv_split_perc, first_positions, fold_choice(opt))
     else:
         train_groups = {super_id: {key - 1: paths for key, paths in classes.items()}
                         for super_id, classes in super_dict.items()}

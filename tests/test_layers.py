@@ -19,7 +19,9 @@ LAYERS = (
     ('metrics', 'datasampler'),
     ('evaluation',),
     ('training',),
-    ('main', 'main_original', 'evaluate', 'Result_Evaluations', 'bench'),  # entry points, benchmarks
+    ('main', 'main_original', 'evaluate', 'Result_Evaluations',      # entry points; the command-line tools
+     'utilities.tune', 'utilities.search'),                          # of utilities/ that train or embed
+    ('bench',),                                                      # benchmarks may time any entry point
     ('tests',),
 )
 
@@ -42,9 +44,21 @@ def python_files():
                 yield os.path.relpath(os.path.join(directory, name), ROOT).replace(os.sep, '/')
 
 
+# sub-packages that are command-line tools standing above the trainers, each a unit of its own
+TOOL_PACKAGES = ('utilities.tune', 'utilities.search')
+
+
 def unit_of(path):
-    """The package (top folder) or top-level module a file belongs to."""
-    return path.split('/')[0] if '/' in path else path[:-len('.py')]
+    """The package (top folder), tool sub-package or top-level module a file belongs to."""
+    return unit_of_module(path[:-len('.py')].replace('/', '.'))
+
+
+def unit_of_module(module):
+    """The unit a dotted module name belongs to: a tool sub-package, else its top-level name."""
+    for tool in TOOL_PACKAGES:
+        if module == tool or module.startswith(tool + '.'):
+            return tool
+    return module.split('.')[0]
 
 
 def imported_modules(path):
@@ -67,7 +81,7 @@ def import_edges():
     for path in python_files():
         source = unit_of(path)
         for module in imported_modules(path):
-            target = module.split('.')[0]
+            target = unit_of_module(module)
             if target in units and target != source:
                 edges[(source, target)].append((path, module))
     return edges

@@ -188,6 +188,9 @@ class TrainingRun:
         text = 'Training Time: {} min.\n'.format(minutes) + '---------------\n'
         text += ''.join(line + '\n' for line in self.LOG.summary_lines(self.opt.storage_metrics[0],
                                                                          self.opt.evaltypes[0]))
+        if self.opt.cv_folds:
+            text += 'Val: cross-validation fold {} of {} (split by {})\n'.format(
+                self.opt.cv_fold, self.opt.cv_folds, 'samples' if self.opt.tv_split_by_samples else 'classes')
         atomic_write_text(text, self.context.run_folder + '/training_summary.txt')
 
 
@@ -262,7 +265,8 @@ def build_data(context, model, embedder):
     opt, world = context.opt, context.world
     splits = datasets.select(opt.dataset, opt, context.data_folder)
     if opt.use_tv_split:
-        datasets.check_rankable(splits['validation'].image_dict, opt.tv_split_by_samples, opt.tv_split_perc)
+        datasets.check_rankable(splits['validation'].image_dict, opt.tv_split_by_samples, opt.tv_split_perc,
+                                datasets.fold_choice(opt))
     loader_options = datasets.loader_options(opt, context.device)
     eval_bs = opt.eval_bs or opt.bs
 

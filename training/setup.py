@@ -51,6 +51,13 @@ def validate_options(opt, lsd_trainer):
         raise StartupError('--{} must not be negative.'.format('kernels' if opt.kernels < 0 else 'eval_bs'))
     if opt.batch_chunk < 0:
         raise StartupError('--batch_chunk must not be negative (got {}; 0 = off).'.format(opt.batch_chunk))
+    if opt.cv_folds < 0 or opt.cv_folds == 1:
+        raise StartupError('--cv_folds {}: give at least 2 folds (or 0 for none).'.format(opt.cv_folds))
+    if opt.cv_folds and not 0 <= opt.cv_fold < opt.cv_folds:
+        raise StartupError('--cv_fold {} is not a fold of --cv_folds {} (0..{}).'.format(
+            opt.cv_fold, opt.cv_folds, opt.cv_folds - 1))
+    if not opt.cv_folds and opt.cv_fold:
+        raise StartupError('--cv_fold {} needs --cv_folds K.'.format(opt.cv_fold))
     if opt.bs % opt.samples_per_class != 0:
         raise StartupError('Batchsize needs to fit number of samples per class for distance sampling '
                            'and margin/triplet loss! (--bs {} is not divisible by --samples_per_class {})'

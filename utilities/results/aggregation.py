@@ -59,7 +59,7 @@ STAT_KEYS = {
 }
 BEST_METRIC = 'R@1'
 MIN_LENGTH = 40
-SELECTIONS = ('max', 'best_r1', 'best_val')
+SELECTIONS = ('max', 'best_r1', 'best_val', 'last')
 VAL_SUFFIX = ' at best Val'
 VAL_EPOCH = 'Val_Epoch'
 BEST_OVER_EPOCHS = BEST_METRIC + ' best over epochs'  # kept whatever the selection, for the overview
@@ -78,6 +78,8 @@ class GroupResult:
     values: dict
     n_unfinished: int = 0   # runs left out because they have not finished (no training_summary.txt)
     n_short: int = 0        # runs left out by the length filter
+    per_run: dict = dataclasses.field(default_factory=dict)   # {name: the runs' values, in `seeds` order}
+    ci: dict = dataclasses.field(default_factory=dict)        # {name: t-interval half-width} with --ci
 
 
 def dataset_of(group, config):
@@ -114,11 +116,17 @@ def run_values(history, metric_keys, stat_keys, selection, missing):
             values[name] = np.nan
         elif selection == 'best_r1':
             values[name] = numeric_column(history, key)[best] if best is not None else np.nan
+        elif selection == 'last':   # the last logged value (runs without a validation split, e.g. tuned ones)
+            column = numeric_column(history, key)
+            finite = column[np.isfinite(column)]
+            values[name] = float(finite[-1]) if len(finite) else np.nan
         else:
             column = numeric_column(history, key)
             values[name] = float(np.nanmax(column)) if np.isfinite(column).any() else np.nan
     steps = numeric_column(history, '_step') if '_step' in history.columns else np.arange(len(history))
     values['Max_Epoch'] = float(steps[best]) if best is not None else np.nan
+    if selection == 'last':
+        values['Max_Epoch'] = float(steps[-1]) if len(steps) else np.nan
     for name, key in stat_keys.items():
         if key not in history.columns:
             missing[name] += 1
@@ -214,6 +222,9 @@ def aggregate(runs, metric_keys=None, optional_keys=None, stat_keys=None, min_le
                                 missing)
             if BEST_METRIC in metric_keys:
                 values[BEST_OVER_EPOCHS] = values[BEST_METRIC]
+                if selection == 'last':   # the best over the epochs, whatever the tables show
+                    values[BEST_OVER_EPOCHS] = run_values(run.history, {BEST_METRIC: metric_keys[BEST_METRIC]},
+                                                          {}, 'max', collections.Counter())[BEST_METRIC]
             if with_val:
                 by_val = val_selected_values(run.history, metric_keys, stat_keys, val_key(run.config))
                 n_without_val += by_val is None
@@ -233,7 +244,8 @@ def aggregate(runs, metric_keys=None, optional_keys=None, stat_keys=None, min_le
         results[group] = GroupResult(group=group, dataset=dataset_of(group, by_group[group][0].config),
                                      n_runs=len(seeds), seeds=seeds,
                                      values={name: mean_std(collected[name]) for name in names + val_names},
-                                     n_unfinished=n_unfinished, n_short=n_short)
+                                     n_unfinished=n_unfinished, n_short=n_short,
+                                     per_run={name: list(collected[name]) for name in names + val_names})
     not_logged = [name for name in names if missing[name] and name not in optional_names]
     if not_logged:
         warnings.warn(missing_metrics_line(not_logged, missing, n_used), stacklevel=2)

@@ -84,10 +84,14 @@ def display_names(results):
     return names
 
 
-def cell(mean, std, scale=100.0):
-    """`$a\\pm b$`, numbers as '{:2.2f}'; `$-\\pm-$` when the value is missing."""
+def cell(mean, std, scale=100.0, half_width=None):
+    """`$a\\pm b$`, numbers as '{:2.2f}'; `$-\\pm-$` when the value is missing; with a confidence interval's
+    `half_width` (--ci), `$a\\pm b\\,[\\pm c]$`."""
     if mean is None or math.isnan(mean):
         return r'$-\pm-$'
+    if half_width is not None:
+        shown = '-' if math.isnan(half_width) else '{:2.2f}'.format(half_width * scale)
+        return '${:2.2f}\\pm{:2.2f}\\,[\\pm{}]$'.format(mean * scale, std * scale, shown)
     return '${:2.2f}\\pm{:2.2f}$'.format(mean * scale, std * scale)
 
 
@@ -105,7 +109,22 @@ def value_cell(result, column):
     if column == SEEDS_COLUMN:
         return str(result.n_runs)
     mean, std = result.values.get(column, (math.nan, math.nan))
-    return cell(mean, std, 1.0 if unscaled(column) else 100.0)
+    return cell(mean, std, 1.0 if unscaled(column) else 100.0, result.ci.get(column) if result.ci else None)
+
+
+def markdown_tables(results, columns, label=''):
+    """The per-dataset tables as Markdown: `mean ± std` (×100 for metrics), `[± half-width]` with --ci."""
+    names = display_names(results)
+    parts = []
+    for dataset in dataset_order(results):
+        lines = ['### {}{}'.format(dataset, label), '',
+                 '| group | name | ' + ' | '.join(columns) + ' |', '|---|---|' + '---|' * len(columns)]
+        for group in sorted(g for g, r in results.items() if r.dataset == dataset):
+            cells = [value_cell(results[group], c).replace('$', '').replace('\\pm', ' ± ').replace('\\,', ' ')
+                     for c in columns]
+            lines.append('| `{}` | {} | {} |'.format(group, names[group].replace('\\%', '%'), ' | '.join(cells)))
+        parts.append('\n'.join(lines) + '\n')
+    return '\n'.join(parts)
 
 
 def dataset_order(results):

@@ -3,7 +3,8 @@
 The folder is `<save_path>/<dataset>/<savename>`, as the trainer builds it. A line without `--savename`
 gets `<group>_s<seed>` when it names a `--group` (the trainer's own W&B name, so W&B and local
 tables group it the same way), else `<script>_<loss>_<digest>_s<seed>` where the digest covers every
-argument but the seed (the seeds of one configuration share a stem). Two lines that would still share
+argument but the seed and the fold (the seeds and folds of one configuration share a stem). A line with
+`--cv_folds K --cv_fold i` gets `_fold<i>` before `_s<seed>`. Two lines that would still share
 a folder get a digest of the whole line appended; a line's own `--savename` is never changed, so two
 lines that give the same one are an error. Without `--save_path` the run goes to `<sweep>/runs`.
 """
@@ -60,17 +61,18 @@ def line_parser():
     return parser
 
 
-def without_seed(args):
-    """The arguments minus `--seed N` / `--seed=N`: what all seeds of one configuration share."""
+def without_seed(args, flags=('--seed',)):
+    """The arguments minus `--seed N` / `--seed=N` (and the other `flags`): what all seeds of one
+    configuration share."""
     kept, skip = [], False
     for arg in args:
         if skip:
             skip = False
             continue
-        if arg == '--seed':
+        if arg in flags:
             skip = True
             continue
-        if not arg.startswith('--seed='):
+        if not any(arg.startswith(flag + '=') for flag in flags):
             kept.append(arg)
     return kept
 
@@ -95,14 +97,15 @@ def plan_runs(commands, sweep_folder):
                               .format(command.line))
         save_path_given = opt.save_path != defaults.save_path
         savename_given = opt.savename != defaults.savename
+        fold = '_fold{}'.format(opt.cv_fold) if opt.cv_folds else ''
         if savename_given:
             savename = opt.savename
         elif opt.group != defaults.group:
-            savename = '{}_s{}'.format(opt.group, opt.seed)
+            savename = '{}{}_s{}'.format(opt.group, fold, opt.seed)
         else:
             stem = os.path.splitext(os.path.basename(command.script))[0]
-            configuration = shlex.join([command.script] + without_seed(command.args))
-            savename = '{}_{}_{}_s{}'.format(stem, opt.loss, digest(configuration), opt.seed)
+            configuration = shlex.join([command.script] + without_seed(command.args, ('--seed', '--cv_fold')))
+            savename = '{}_{}_{}{}_s{}'.format(stem, opt.loss, digest(configuration), fold, opt.seed)
         save_path = os.path.abspath(opt.save_path) if save_path_given else \
             os.path.join(os.path.abspath(sweep_folder), 'runs')
         runs.append(Run(key=key, command=command, save_path=save_path, dataset=opt.dataset,

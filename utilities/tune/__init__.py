@@ -1,0 +1,1 @@
+"""Hyperparameter search over class-disjoint cross-validation folds (`python -m utilities.tune`)."""
