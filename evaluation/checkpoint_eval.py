@@ -104,8 +104,11 @@ def checkpoint_epoch(checkpoint):
 
 def dataset_parent(source_path, dataset):
     """Saved source paths are either the parent of the dataset folders or (older runs, the reference)
-    `<parent>/<dataset>`; the parent is returned."""
+    `<parent>/<dataset>`; the parent is returned. A user's own data (csv, folder) is its path itself."""
+    import datasets
     source_path = os.path.normpath(source_path)
+    if datasets.is_own_data(dataset):
+        return source_path
     if os.path.basename(source_path) == dataset and os.path.isdir(source_path) \
             and not os.path.isdir(os.path.join(source_path, dataset)):
         return os.path.dirname(source_path)
@@ -158,8 +161,11 @@ def build_network(opt, state_dict, device):
 def build_split(opt, split):
     """(dataset object of `split`, number of training classes) through the project's dataset registry."""
     import datasets
-    data_folder = os.path.join(opt.source_path, opt.dataset)
-    if 'digits' not in opt.dataset and not os.path.isdir(data_folder):
+    data_folder = datasets.data_folder(opt.dataset, opt.source_path)
+    if datasets.is_own_data(opt.dataset) and not os.path.exists(data_folder):
+        raise EvaluationError('--source_path {}: not found (the run read its {} data there; give where they are '
+                              'now)'.format(data_folder, opt.dataset))
+    if 'digits' not in opt.dataset and not datasets.is_own_data(opt.dataset) and not os.path.isdir(data_folder):
         raise EvaluationError('--source_path {}: no {} data folder at {} (give the parent folder of the dataset '
                               'folders)'.format(opt.source_path, opt.dataset, data_folder))
     dataset_splits = datasets.select(opt.dataset, opt, data_folder)
