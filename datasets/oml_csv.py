@@ -196,6 +196,11 @@ def check_can_rank(csv_path, part, grouped):
 
 
 def check_queries_can_rank(csv_path, grouped):
+    """Query against gallery: the gallery holds two labels and some query has a gallery image of its label."""
+    n_gallery_labels = sum(any(row.roles[1] for row in rows) for rows in grouped.values())
+    if n_gallery_labels < 2:
+        raise DatasetError('{}: the validation gallery holds {} label{}; ranking needs at least two'.format(
+            csv_path, n_gallery_labels, '' if n_gallery_labels == 1 else 's'))
     for rows in grouped.values():
         if any(row.roles[0] for row in rows) and any(row.roles[1] for row in rows):
             return
