@@ -1,13 +1,24 @@
 """BN-Inception backbone from `pretrainedmodels` (Caffe-ported ImageNet weights).
 
-Expects BGR input on a ±128 scale; the datasets produce it for any `--arch` containing `bninception`.
+Expects BGR input on a ±128 scale; the datasets produce it from the backbone's record (`pretrained_cfg`).
 Tokens: `frozen` (BatchNorm statistics fixed), `_he` (Kaiming-normal fan-out embedding weight, zero
 bias), `double` (average + max pooling), `normalize` (L2-normalised embedding).
 """
 import torch
 from torch import nn
 
+from architectures.record import reference_config
 from architectures.common import fetching_weights, freeze_batchnorm, load_pretrained_weights
+
+# BN-Inception's Caffe weights expect BGR on the 0-255 scale with means (104, 117, 128): (x - m/255) * 255,
+# written as the reference's Normalize constants on RGB in [0, 1], the channels reversed afterwards.
+MEAN, STD = (0.502, 0.4588, 0.4078), (0.0039, 0.0039, 0.0039)
+
+
+def pretrained_cfg(arch, opt=None):
+    """The reference's constants; N-pair divides BN-Inception's larger embeddings by 4."""
+    return reference_config(arch, mean=MEAN, std=STD, channel_order='BGR', pixel_scale=255.0,
+                            npair_shrink_batch=True)
 
 
 class Network(nn.Module):

@@ -8,7 +8,16 @@ import torch
 import torchvision
 from torch import nn
 
+from architectures.record import reference_config
 from architectures.common import fetching_weights, load_pretrained_weights
+
+CROP = 227  # the reference's crop for GoogLeNet (its `big` augmentation still trains at 256)
+
+
+def pretrained_cfg(arch, opt=None):
+    """ImageNet mean/std on RGB in [0, 1] (torchvision's transform_input re-normalises inside the network),
+    a 227 crop of the 256 resize."""
+    return reference_config(arch, crop=CROP)
 
 
 class Network(nn.Module):

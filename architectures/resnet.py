@@ -8,10 +8,16 @@ import torch
 import torchvision
 from torch import nn
 
+from architectures.record import reference_config
 from architectures.common import fetching_weights, freeze_batchnorm, load_pretrained_weights
 
 DEPTHS = {'resnet50': (torchvision.models.resnet50, torchvision.models.ResNet50_Weights.IMAGENET1K_V1),
           'resnet18': (torchvision.models.resnet18, torchvision.models.ResNet18_Weights.IMAGENET1K_V1)}
+
+
+def pretrained_cfg(arch, opt=None):
+    """ImageNet mean/std on RGB in [0, 1], a 224 crop of the 256 resize."""
+    return reference_config(arch)
 
 
 class Network(nn.Module):

@@ -9,7 +9,7 @@ statistics of every BatchNorm (a notice where the model has none, e.g. a ViT wit
 
 The model's pretrained config is the one source of the preprocessing (mean/std, input size,
 interpolation, evaluation crop ratio): `preprocessing(arch, input_size)` reads it without building
-the model, for both data pipelines.
+the model, and `pretrained_cfg(arch, opt)` turns it into the backbone's record that both data pipelines read.
 """
 import contextlib
 import dataclasses
@@ -88,6 +88,18 @@ def preprocessing(arch, input_size=0):
         else 'bicubic'
     return Preprocessing(mean=tuple(float(v) for v in config['mean']), std=tuple(float(v) for v in config['std']),
                          input_size=size, interpolation=interpolation, crop_pct=float(config['crop_pct']))
+
+
+def pretrained_cfg(arch, opt=None):
+    """The backbone's record (`architectures.backbone_config`): the model's pretrained preprocessing with
+    `--input_size` applied; every pipeline feeds that size, and the recipe flags apply."""
+    config = preprocessing(arch, getattr(opt, 'input_size', 0) if opt is not None else 0)
+    _, tokens = split_arch(arch)
+    return {'mean': config.mean, 'std': config.std, 'input_size': (3, config.input_size, config.input_size),
+            'crop_pct': config.crop_pct, 'interpolation': config.interpolation, 'channel_order': 'RGB',
+            'pixel_scale': 1.0, 'output': 'normalized' if '_normalize' in tokens else 'raw',
+            'fixed_input_size': bool(pretrained_config(arch).get('fixed_input_size', False)),
+            'sized_by_config': True, 'accepts_recipe_flags': True, 'npair_shrink_batch': False}
 
 
 def freeze_all_batchnorm(model):

@@ -7,8 +7,6 @@ normalised in the workers) is returned unchanged, so the loop can call it on eve
 """
 import torch
 
-from datasets.image_transforms import BNINCEPTION_MEAN, BNINCEPTION_STD, IMAGENET_MEAN, IMAGENET_STD
-
 
 class DeviceNormaliser:
 
@@ -33,12 +31,8 @@ class DeviceNormaliser:
 
 
 def device_normaliser(opt):
-    """`normalise(images)` for opt.arch: ImageNet statistics, or BN-Inception's BGR 0-255 variant, or a timm
-    backbone's pretrained mean/std (CLIP's differ from ImageNet's)."""
-    from datasets.image_transforms import timm_preprocessing
-    timm = timm_preprocessing(opt)
-    if timm is not None:
-        return DeviceNormaliser(timm.mean, timm.std, reverse_channels=False)
-    if 'bninception' in opt.arch:
-        return DeviceNormaliser(BNINCEPTION_MEAN, BNINCEPTION_STD, reverse_channels=True)
-    return DeviceNormaliser(IMAGENET_MEAN, IMAGENET_STD, reverse_channels=False)
+    """`normalise(images)` for opt.arch from the backbone's record: its mean/std (ImageNet's, CLIP's, ...), and
+    BN-Inception's BGR channel order."""
+    from datasets.image_transforms import backbone_config
+    config = backbone_config(opt)
+    return DeviceNormaliser(config['mean'], config['std'], reverse_channels=config['channel_order'] == 'BGR')

@@ -16,7 +16,8 @@ from torchvision.transforms import functional as F1
 from torchvision.transforms.v2 import functional as F2
 
 from datasets.decoding import decode_rgb, load_pil_rgb, pil_to_uint8
-from datasets.image_transforms import DIGITS_SIZE, check_augmentation, digits_size, timm_preprocessing
+from architectures.record import eval_resize
+from datasets.image_transforms import BIG_SIZE, DIGITS_SIZE, backbone_config, check_augmentation, digits_size
 from datasets.sample_randomness import sample_generator
 
 CROP_TRIES = 10  # torchvision's RandomResizedCrop tries 10 draws before its central fallback
@@ -133,16 +134,13 @@ class FastPipeline:
 
 
 def fast_benchmark_pipeline(opt, is_validation):
-    """CUB200 / CARS196 / SOP, sizes as `image_transforms.benchmark_pipeline` (`big`: S = 256; a timm
-    backbone: its input size, evaluation resize and interpolation)."""
+    """CUB200 / CARS196 / SOP, sizes as `image_transforms.benchmark_pipeline` (the backbone's record gives the
+    crop, evaluation resize and interpolation; `big`: S = 256 unless the backbone is sized by its config)."""
     check_augmentation(opt)
-    timm = timm_preprocessing(opt)
-    if timm is not None:
-        size, resize, interpolation = timm.input_size, timm.resize_size, InterpolationMode(timm.interpolation)
-    else:
-        crop_size = 227 if 'googlenet' in opt.arch else 224
-        size = 256 if opt.augmentation == 'big' else crop_size
-        resize, interpolation = EVAL_RESIZE, InterpolationMode.BILINEAR
+    config = backbone_config(opt)
+    crop_size, resize, interpolation = (config['input_size'][-1], eval_resize(config),
+                                        InterpolationMode(config['interpolation']))
+    size = BIG_SIZE if opt.augmentation == 'big' and not config['sized_by_config'] else crop_size
     if is_validation:
         return FastPipeline([ResizeCenterCrop(size, resize, interpolation)], random=False)
     if opt.augmentation in ('base', 'big'):

@@ -1,22 +1,22 @@
 """Image pipelines per `--augmentation` and backbone (the reference's pipelines).
 
 A pipeline builder takes (opt, is_validation) and returns (crop_size, f_norm, pipeline); the base
-dataset stores the three as `crop_size`, `f_norm` and `normal_transform`. A timm backbone
-(`--arch timm/...`) takes its mean/std, input size, interpolation and evaluation resize from its
-pretrained config (`timm_preprocessing`); the reference backbones keep the reference's values.
+dataset stores the three as `crop_size`, `f_norm` and `normal_transform`. The backbone's record
+(`architectures.backbone_config`: mean/std, channel order, input size, interpolation, evaluation crop ratio)
+gives every backbone-dependent value; a timm backbone's comes from its pretrained config, the reference
+backbones' are the reference's values.
 """
 from torchvision import transforms
 from torchvision.transforms import InterpolationMode
 
+from architectures import backbone_config as backbone_record
+from architectures.record import eval_resize
 from datasets.errors import DatasetError
 
 AUGMENTATIONS = ('base', 'big', 'adv', 'red')
 
-IMAGENET_MEAN, IMAGENET_STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
-# BN-Inception's Caffe weights expect BGR on the 0-255 scale with means (104, 117, 128): (x - m/255) * 255.
-BNINCEPTION_MEAN, BNINCEPTION_STD = [0.502, 0.4588, 0.4078], [0.0039, 0.0039, 0.0039]
-
 DIGITS_SIZE = 32
+BIG_SIZE = 256  # `--augmentation big`: the reference's larger training (and evaluation) crop
 
 
 class ReverseChannels:
@@ -37,44 +37,34 @@ def check_augmentation(opt):
                            .format(opt.augmentation, ', '.join(AUGMENTATIONS)))
 
 
-def timm_preprocessing(opt):
-    """The pretrained preprocessing of a timm backbone (`--input_size` applied), None for the reference's."""
-    if not opt.arch.startswith('timm/'):
-        return None
-    from architectures.timm_backbone import preprocessing
-    return preprocessing(opt.arch, getattr(opt, 'input_size', 0))
+def backbone_config(opt):
+    """The record of `--arch` (`--input_size` applied where it applies)."""
+    return backbone_record(opt.arch, opt)
 
 
-def interpolation_kwargs(preprocessing):
-    """The timm config's interpolation as torchvision keyword; none (torchvision's bilinear) otherwise."""
-    return {} if preprocessing is None else {'interpolation': InterpolationMode(preprocessing.interpolation)}
+def interpolation_kwargs(config):
+    """The record's interpolation as torchvision keyword (the reference four: bilinear, torchvision's default)."""
+    return {'interpolation': InterpolationMode(config['interpolation'])}
 
 
 def normalisation(opt):
-    """Per-backbone normalisation steps that end every pipeline (after ToTensor)."""
-    timm = timm_preprocessing(opt)
-    if timm is not None:
-        f_norm = transforms.Normalize(mean=list(timm.mean), std=list(timm.std))
-        return f_norm, [f_norm]
-    if 'bninception' in opt.arch:
-        f_norm = transforms.Normalize(mean=BNINCEPTION_MEAN, std=BNINCEPTION_STD)
-        return f_norm, [f_norm, ReverseChannels()]
-    f_norm = transforms.Normalize(mean=IMAGENET_MEAN, std=IMAGENET_STD)
-    return f_norm, [f_norm]
+    """Per-backbone normalisation steps that end every pipeline (after ToTensor): the record's mean/std, then
+    BGR channels where the backbone expects them."""
+    config = backbone_config(opt)
+    f_norm = transforms.Normalize(mean=list(config['mean']), std=list(config['std']))
+    return f_norm, [f_norm] + ([ReverseChannels()] if config['channel_order'] == 'BGR' else [])
 
 
 def benchmark_pipeline(opt, is_validation):
     """CUB200 / CARS196 / SOP pipelines of `--data_pipeline reference` (`fast_transforms` has the uint8
-    counterparts). `big` sets S = 256 in both modes but leaves crop_size (224 / 227), as the reference does.
-    A timm backbone: S = its input size under every augmentation, the evaluation resize its
-    input size / crop_pct, its interpolation."""
+    counterparts). crop_size and the evaluation resize (input size / crop_pct) come from the backbone's
+    record; `big` sets S = 256 in both modes but leaves crop_size (224 / 227), as the reference does,
+    except for a backbone sized by its config (timm), which gets its input size under every augmentation."""
     check_augmentation(opt)
-    timm = timm_preprocessing(opt)
-    crop_size, resize = (224, 256) if timm is None else (timm.input_size, timm.resize_size)
-    if 'googlenet' in opt.arch and timm is None:
-        crop_size = 227
-    size = 256 if opt.augmentation == 'big' and timm is None else crop_size
-    interpolation = interpolation_kwargs(timm)
+    config = backbone_config(opt)
+    crop_size, resize = config['input_size'][-1], eval_resize(config)
+    size = BIG_SIZE if opt.augmentation == 'big' and not config['sized_by_config'] else crop_size
+    interpolation = interpolation_kwargs(config)
     if is_validation:
         steps = [transforms.Resize(resize, **interpolation), transforms.CenterCrop(size)]
     elif opt.augmentation in ('base', 'big'):
@@ -103,6 +93,6 @@ def digits_pipeline(opt, is_validation):
 
 
 def digits_size(opt):
-    """32 px for the reference backbones; a timm backbone's input size."""
-    timm = timm_preprocessing(opt)
-    return DIGITS_SIZE if timm is None else timm.input_size
+    """32 px for the reference backbones; a backbone sized by its config (timm): its input size."""
+    config = backbone_config(opt)
+    return config['input_size'][-1] if config['sized_by_config'] else DIGITS_SIZE

@@ -7,8 +7,6 @@ import warnings
 import numpy as np
 import torch
 
-ARCHITECTURES = ('resnet50', 'googlenet', 'bninception', 'resnet18')
-
 
 class StartupError(Exception):
     """Bad command-line input: the trainer prints the message on one line and exits with code 2."""
@@ -74,11 +72,7 @@ def validate_options(opt, lsd_trainer):
             metrics.select(name, opt)
         except NotImplementedError as error:
             raise StartupError('--evaluation_metrics: {}'.format(error)) from None
-    if opt.arch.startswith('timm/'):
-        validate_timm_arch(opt.arch)
-    elif not any(arch in opt.arch for arch in ARCHITECTURES):
-        raise StartupError('--arch {} names no known backbone ({}, or timm/<model name>).'
-                           .format(opt.arch, ', '.join(ARCHITECTURES)))
+    validate_arch(opt.arch)
     if opt.optim not in OPTIMIZERS:
         raise StartupError('Optimizer {} not available! (--optim adam, sgd or adamw)'.format(opt.optim))
     validate_backbone_recipe(opt)
@@ -89,7 +83,8 @@ OPTIMIZERS = ('adam', 'sgd', 'adamw')
 TIMM_ONLY_FLAGS = ('input_size', 'no_head', 'freeze_patch_embed', 'grad_checkpointing')
 
 
-def validate_timm_arch(arch):
+def validate_arch(arch):
+    """An --arch that names no backbone (no reference name, an unknown timm model or tag): one line."""
     import architectures
     try:
         architectures.backbone_of(arch)
@@ -110,7 +105,8 @@ def validate_backbone_recipe(opt):
                            '<save_path>/<dataset>/, which --resume relies on).'.format(opt.savename))
     if opt.pretrained_weights and not os.path.isfile(opt.pretrained_weights):
         raise StartupError('--pretrained_weights {}: no such file.'.format(opt.pretrained_weights))
-    if not opt.arch.startswith('timm/'):
+    import architectures
+    if not architectures.backbone_config(opt.arch, opt)['accepts_recipe_flags']:
         for flag in TIMM_ONLY_FLAGS:
             if getattr(opt, flag):
                 raise StartupError('--{} applies to timm backbones (--arch timm/<model name>), not to --arch {}.'
