@@ -138,13 +138,12 @@ def embed_images(opt, model, device, paths, progress='auto', batch_size=0):
     """float32 N×D embeddings of `paths` in order, with the evaluation transforms the model was evaluated with."""
     import copy
     from datasets.basic_dataset_scaffold import BaseDataset
-    from datasets.image_transforms import benchmark_pipeline, digits_pipeline
     from evaluation import checkpoint_eval
+    from evaluation.preprocessing import evaluation_pipeline
     opt = copy.copy(opt)
     if batch_size > 0:
         opt.eval_bs = batch_size
-    pipeline = digits_pipeline if 'digits' in opt.dataset else benchmark_pipeline
-    dataset = BaseDataset({0: list(paths)}, opt, is_validation=True, pipeline=pipeline)
+    dataset = BaseDataset({0: list(paths)}, opt, is_validation=True, pipeline=evaluation_pipeline(opt))
     _, features = checkpoint_eval.embed(opt, model, dataset, device, progress)
     return np.ascontiguousarray(features[opt.evaltypes[0]].numpy(), dtype=np.float32)
 
