@@ -48,7 +48,7 @@ def build_parser():
                        help='An approximate index for large collections: ivf (inverted lists) or hnsw (graph); '
                             'default exact search.')
     build.add_argument('--nprobe', type=int, default=16, help='ivf: cells searched per query.')
-    build.add_argument('--ef_search', type=int, default=64, help='hnsw: candidates kept while searching.')
+    build.add_argument('--ef_search', type=int, default=128, help='hnsw: candidates kept while searching.')
     build.add_argument('--recall_k', type=int, default=10, help='k of the recall printed for an approximate index.')
 
     add = commands.add_parser('add', help='Embed more images into an existing index file.')
