@@ -76,6 +76,7 @@ def folder_images(folder):
     """(paths, labels) of every image under `folder` in sorted order; label = first-level sub-folder."""
     from datasets.image_check import is_image_name, image_problem
     paths, labels = [], []
+    folder = os.path.abspath(folder)   # the index stays usable from any working directory
     for root, folders, files in os.walk(folder):
         folders[:] = sorted(name for name in folders if not name.startswith('.'))
         for name in sorted(files):
