@@ -13,7 +13,10 @@ import os
 def basic_training_parameters(parser):
     # Dataset
     parser.add_argument('--dataset', default='cub200', type=str,
-                        help='Dataset to use: cub200, cars196, online_products, or the embedded digits.')
+                        help='Dataset to use: cub200, cars196, online_products, inshop, inaturalist (folders under '
+                             '--source_path), digits (embedded, nothing to download), csv (--source_path is an '
+                             'open-metric-learning CSV file) or folder (--source_path is a <class>/<images> '
+                             'folder tree); see docs/own_data.md.')
     parser.add_argument('--use_tv_split', action='store_true',
                         help='Split the training classes/samples into training and validation.')
     parser.add_argument('--tv_split_by_samples', action='store_true',

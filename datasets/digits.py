@@ -26,12 +26,17 @@ def cache_root():
     return os.path.join(base, 'lsd_dml', 'digits')
 
 
+def digit_pixels():
+    """(uint8 N×8×8 images on the 0-255 scale, N digit labels) of scikit-learn's bundled digits."""
+    from sklearn.datasets import load_digits
+    digits = load_digits()
+    return np.round(digits.images * (255.0 / 16.0)).astype(np.uint8), digits.target
+
+
 def materialise(root):
     """Write the PNG tree under `root` unless a complete one is already there (atomic rename)."""
     if os.path.isdir(os.path.join(root, 'images')):
         return root
-    from sklearn.datasets import load_digits
-    digits = load_digits()
     parent = os.path.dirname(root)
     try:
         os.makedirs(parent, exist_ok=True)
@@ -40,8 +45,8 @@ def materialise(root):
         raise DatasetError('Cannot write the digits cache {} ({}); set XDG_CACHE_HOME to a writable folder.'
                            .format(parent, error)) from None
     try:
-        pixels = np.round(digits.images * (255.0 / 16.0)).astype(np.uint8)
-        for index, (image, target) in enumerate(zip(pixels, digits.target)):
+        pixels, targets = digit_pixels()
+        for index, (image, target) in enumerate(zip(pixels, targets)):
             folder = os.path.join(staging, 'images', str(target))
             os.makedirs(folder, exist_ok=True)
             Image.fromarray(image).save(os.path.join(folder, '{:04d}.png'.format(index)))

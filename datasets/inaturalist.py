@@ -3,8 +3,10 @@ Recall@k surrogate loss (Patel et al., CVPR 2022): 5 690 training classes (325 8
 test classes (136 093 images), given as two image lists.
 
 Layout: the challenge's `train_val2018/<supercategory>/<class id>/<file>.jpg` under `<source>/inaturalist/`,
-and the lists `iNaturalist_train_set1.txt` / `iNaturalist_test_set1.txt` beside it (or in
-`Inat_dataset_splits/`), one image path relative to `<source>/inaturalist/` per line. The class is the
+and the lists `Inaturalist_train_set1.txt` / `Inaturalist_test_set1.txt` (the release's names, read from
+`Inat_dataset_splits/` by the Smooth-AP and Recall@k-surrogate code) in `Inat_dataset_splits/` or beside the
+images, one image path relative to `<source>/inaturalist/` per line. The spelling `iNaturalist_..._set1.txt`
+is accepted too. The class is the
 class-id folder; labels number each part's classes from 0 in ascending class id, a label's name is
 `<supercategory>/<class id>`. The test split is evaluated as one set (every image queries the rest), with
 the customary R@1/4/16/32. A class-wise validation split takes the last training classes, re-keyed from 0;
@@ -19,19 +21,26 @@ from datasets.list_files import malformed, numbered_lines
 from datasets.tv_split import fold_choice, split_labelled_classes
 
 LAYOUT = ('<source>/inaturalist/train_val2018/<supercategory>/<class id>/<file>.jpg and the Smooth-AP split lists '
-          '<source>/inaturalist/iNaturalist_train_set1.txt, iNaturalist_test_set1.txt (or in Inat_dataset_splits/), '
+          '<source>/inaturalist/Inat_dataset_splits/Inaturalist_train_set1.txt, Inaturalist_test_set1.txt (or beside '
+          'train_val2018/), '
           'one line "train_val2018/<supercategory>/<class id>/<file>.jpg" per image')
-LIST_FOLDERS = ('', 'Inat_dataset_splits')
-LISTS = ('iNaturalist_train_set1.txt', 'iNaturalist_test_set1.txt')
+LIST_FOLDERS = ('Inat_dataset_splits', '')
+LISTS = ('Inaturalist_train_set1.txt', 'Inaturalist_test_set1.txt')   # the release's names
+
+
+def spellings(name):
+    """The release's name, then the `iNaturalist_` spelling this loader once required."""
+    return (name, 'iN' + name[2:])
 
 
 def list_file(data_path, name):
     for folder in LIST_FOLDERS:
-        path = os.path.join(data_path, folder, name)
-        if os.path.isfile(path):
-            return path
-    raise DatasetError('Dataset file {} not found (nor {}); expected layout: {}'.format(
-        os.path.join(data_path, name), os.path.join(data_path, LIST_FOLDERS[1], name), LAYOUT))
+        for spelling in spellings(name):
+            path = os.path.join(data_path, folder, spelling)
+            if os.path.isfile(path):
+                return path
+    raise DatasetError('Dataset file {} not found (nor {}, nor spelt {}); expected layout: {}'.format(
+        os.path.join(data_path, LIST_FOLDERS[0], name), os.path.join(data_path, name), spellings(name)[1], LAYOUT))
 
 
 def read_list(path):

@@ -48,6 +48,10 @@ def build_parser():
     parser.add_argument('--n_neighbours', type=int, default=5, help='Nearest gallery images per query in the figure.')
     parser.add_argument('--figure_seed', type=int, default=0, help='Seed of the choice of queries in the figure.')
     parser.add_argument('--json', default=None, metavar='OUT.json', help='Write the metrics to this JSON file.')
+    parser.add_argument('--export_onnx', default=None, metavar='OUT.onnx',
+                        help='Write the embedding network as ONNX (dynamic batch, the embedding normalisation '
+                             'included, the preprocessing in its metadata) and stop: no data are read, nothing '
+                             'is evaluated.')
     parser.add_argument('--progress', default='auto', choices=('auto', 'bar', 'log', 'off'),
                         help='Progress of the embedding pass: bar (tqdm), log (a plain line every 30 s), off; '
                              'auto = bar on a terminal, log otherwise.')
@@ -104,8 +108,11 @@ def checkpoint_epoch(checkpoint):
 
 def dataset_parent(source_path, dataset):
     """Saved source paths are either the parent of the dataset folders or (older runs, the reference)
-    `<parent>/<dataset>`; the parent is returned."""
+    `<parent>/<dataset>`; the parent is returned. A user's own data (csv, folder) is its path itself."""
+    import datasets
     source_path = os.path.normpath(source_path)
+    if datasets.is_own_data(dataset):
+        return source_path
     if os.path.basename(source_path) == dataset and os.path.isdir(source_path) \
             and not os.path.isdir(os.path.join(source_path, dataset)):
         return os.path.dirname(source_path)
@@ -158,8 +165,11 @@ def build_network(opt, state_dict, device):
 def build_split(opt, split):
     """(dataset object of `split`, number of training classes) through the project's dataset registry."""
     import datasets
-    data_folder = os.path.join(opt.source_path, opt.dataset)
-    if 'digits' not in opt.dataset and not os.path.isdir(data_folder):
+    data_folder = datasets.data_folder(opt.dataset, opt.source_path)
+    if datasets.is_own_data(opt.dataset) and not os.path.exists(data_folder):
+        raise EvaluationError('--source_path {}: not found (the run read its {} data there; give where they are '
+                              'now)'.format(data_folder, opt.dataset))
+    if 'digits' not in opt.dataset and not datasets.is_own_data(opt.dataset) and not os.path.isdir(data_folder):
         raise EvaluationError('--source_path {}: no {} data folder at {} (give the parent folder of the dataset '
                               'folders)'.format(opt.source_path, opt.dataset, data_folder))
     dataset_splits = datasets.select(opt.dataset, opt, data_folder)
@@ -218,6 +228,29 @@ def prepare(cli):
     return path, checkpoint, opt, dataset, n_classes, model, device
 
 
+def export_onnx(cli):
+    """--export_onnx: the network of the checkpoint as ONNX; returns a dict like `run`'s."""
+    from evaluation import onnx_export
+    from utilities.search_index import fingerprint
+    target = cli.export_onnx
+    if not os.path.isdir(os.path.dirname(os.path.abspath(target))):
+        raise EvaluationError('--export_onnx {}: the folder {} does not exist'.format(
+            target, os.path.dirname(os.path.abspath(target))))
+    path = resolve_checkpoint(cli.checkpoint)
+    checkpoint = load_checkpoint(path)
+    opt = evaluation_options(checkpoint['opt'], cli)
+    model = build_network(opt, checkpoint['state_dict'], torch.device('cpu'))
+    identity = {'arch': opt.arch, 'embed_dim': int(opt.embed_dim), 'dataset': opt.dataset,
+                'checkpoint': os.path.abspath(path), 'epoch': checkpoint_epoch(checkpoint),
+                'fingerprint': fingerprint(checkpoint['state_dict'])}
+    preprocessing = onnx_export.export(model, opt, target, identity)
+    print('ONNX model of {} (epoch {}) written to {}: input images N x {} x {} x {}, output embeddings N x {} ({})'
+          .format(path, identity['epoch'], target, *preprocessing['input_size'], opt.embed_dim,
+                  preprocessing['output']))
+    return {'checkpoint': os.path.abspath(path), 'epoch': identity['epoch'], 'onnx': os.path.abspath(target),
+            'preprocessing': preprocessing}
+
+
 def run(cli, prepared=None):
     """Evaluate; returns a dict with the checkpoint, epoch, split and metrics."""
     import evaluation
@@ -255,6 +288,11 @@ def main(argv=None):
     from runtime import process
     process.global_setup()
     cli = build_parser().parse_args(argv)
+    if cli.export_onnx:
+        try:
+            return export_onnx(cli)
+        except Exception as error:  # the user's input (paths, checkpoint): one line, no traceback
+            fail(error)
     try:
         prepared = prepare(cli)
     except Exception as error:  # the user's input (paths, checkpoint, flags): one line, no traceback

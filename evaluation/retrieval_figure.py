@@ -42,12 +42,6 @@ def nearest_in_gallery(features, queries, gallery_rows, k):
     return np.where(found >= 0, np.asarray(gallery_rows)[found.clip(0)], -1)
 
 
-def load_rgb(path):
-    from PIL import Image
-    with Image.open(path) as image:
-        return np.asarray(image.convert('RGB'))
-
-
 def frame(axes, colour, width):
     for spine in axes.spines.values():
         spine.set_visible(True)
@@ -70,8 +64,6 @@ def figure_rows(n_images, n_queries, seed, query_gallery):
 
 def draw(features, labels, image_paths, class_names, n_queries, n_neighbours, seed, query_gallery=None):
     """The matplotlib Figure (not saved)."""
-    from matplotlib.figure import Figure
-
     labels = np.asarray(labels).reshape(-1)
     queries = figure_rows(len(labels), n_queries, seed, query_gallery)
     if query_gallery is None:
@@ -79,42 +71,65 @@ def draw(features, labels, image_paths, class_names, n_queries, n_neighbours, se
     else:
         neighbours = nearest_in_gallery(features, queries, query_gallery.gallery_indices, n_neighbours)
     name = lambda label: short(str(class_names.get(int(label), label)))
-    cell = 1.7
-    figure = Figure(figsize=(cell * (n_neighbours + 1), (cell + 0.35) * len(queries) + 0.6))
-    axes = figure.subplots(len(queries), n_neighbours + 1, squeeze=False)
-    for row, (query, hits) in enumerate(zip(queries, neighbours)):
-        panels = [(query, QUERY_COLOUR, 'query: ' + name(labels[query]))]
+    rows = []
+    for query, hits in zip(queries, neighbours):
+        panels = [(image_paths[query], QUERY_COLOUR, 'query: ' + name(labels[query]))]
         for rank, hit in enumerate(hits, start=1):
             if hit < 0:
                 panels.append((None, None, ''))
                 continue
             correct = labels[hit] == labels[query]
-            panels.append((hit, RIGHT_COLOUR if correct else WRONG_COLOUR,
+            panels.append((image_paths[hit], RIGHT_COLOUR if correct else WRONG_COLOUR,
                            '#{}: {}'.format(rank, name(labels[hit]))))
-        for column, (index, colour, text) in enumerate(panels):
+        rows.append(panels)
+    return draw_grid(rows, 'Queries (left, blue) and their {} nearest gallery images: green = same class, '
+                           'red = other'.format(n_neighbours))
+
+
+def draw_grid(rows, title):
+    """A Figure of one row per query: `rows` = [[(image path or None, frame colour, caption), ...], ...], the
+    query first (a path may carry a crop box, datasets.boxes)."""
+    from matplotlib.figure import Figure
+    from datasets.boxes import crop_pil
+
+    n_columns = max(len(panels) for panels in rows)
+    cell = 1.7
+    figure = Figure(figsize=(cell * n_columns, (cell + 0.35) * len(rows) + 0.6))
+    axes = figure.subplots(len(rows), n_columns, squeeze=False)
+    for row, panels in enumerate(rows):
+        panels = list(panels) + [(None, None, '')] * (n_columns - len(panels))
+        for column, (path, colour, text) in enumerate(panels):
             ax = axes[row, column]
             ax.set_xticks([])
             ax.set_yticks([])
-            if index is None:
+            if path is None:
                 ax.axis('off')
                 continue
-            image = load_rgb(image_paths[index])
+            image = np.asarray(crop_pil(rgb_image(path), path))
             ax.imshow(image, interpolation='nearest' if max(image.shape[:2]) < 64 else 'antialiased')
             frame(ax, colour, 5 if column else 3)
             ax.set_xlabel(text, fontsize=9, color='black' if column == 0 else colour)
-    figure.suptitle('Queries (left, blue) and their {} nearest gallery images: green = same class, red = other'
-                    .format(n_neighbours), fontsize=10)
+    figure.suptitle(title, fontsize=10)
     figure.tight_layout(rect=(0, 0, 1, 0.98))
     return figure
+
+
+def rgb_image(path):
+    from PIL import Image
+    with Image.open(path) as image:
+        return image.convert('RGB')
+
+
+def write_figure(figure, path):
+    """The PNG, written atomically."""
+    from evaluation.export import write_bytes
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format='png', dpi=100)
+    write_bytes(buffer.getvalue(), path)
 
 
 def save_retrieval_figure(features, labels, image_paths, class_names, path, n_queries=8, n_neighbours=5, seed=0,
                           query_gallery=None):
     """Draw and write the PNG atomically; returns the query indices it drew."""
-    from evaluation.export import write_bytes
-
-    figure = draw(features, labels, image_paths, class_names, n_queries, n_neighbours, seed, query_gallery)
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format='png', dpi=100)
-    write_bytes(buffer.getvalue(), path)
+    write_figure(draw(features, labels, image_paths, class_names, n_queries, n_neighbours, seed, query_gallery), path)
     return figure_rows(len(np.asarray(labels).reshape(-1)), n_queries, seed, query_gallery)

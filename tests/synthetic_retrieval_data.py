@@ -62,20 +62,21 @@ def inaturalist_rows(n_train_classes=6, n_test_classes=4, per_class=3):
     rows = []
     for c in range(n_train_classes + n_test_classes):
         class_id = 5000 - 37 * c if c % 2 else 100 + 13 * c
-        part = 'iNaturalist_train_set1.txt' if c < n_train_classes else 'iNaturalist_test_set1.txt'
+        part = 'Inaturalist_train_set1.txt' if c < n_train_classes else 'Inaturalist_test_set1.txt'
         for s in range(per_class):
             rows.append((part, 'train_val2018/{}/{}/{:032x}.jpg'.format(SUPERCATEGORIES[c % 3], class_id,
                                                                        1000 * c + s), c))
     return rows
 
 
-def make_inaturalist(root, size=32, lists_folder='', **counts):
-    """`<root>/inaturalist/train_val2018/<supercategory>/<class id>/<hex>.jpg` and the two split lists."""
+def make_inaturalist(root, size=32, lists_folder='', list_prefix='Inaturalist', **counts):
+    """`<root>/inaturalist/train_val2018/<supercategory>/<class id>/<hex>.jpg` and the two split lists, named
+    `<list_prefix>_{train,test}_set1.txt` (the release's `Inaturalist`, or the `iNaturalist` spelling)."""
     folder = os.path.join(root, 'inaturalist')
     rows = inaturalist_rows(**counts)
     os.makedirs(os.path.join(folder, lists_folder), exist_ok=True)
-    for part in ('iNaturalist_train_set1.txt', 'iNaturalist_test_set1.txt'):
-        with open(os.path.join(folder, lists_folder, part), 'w') as handle:
+    for part in ('Inaturalist_train_set1.txt', 'Inaturalist_test_set1.txt'):
+        with open(os.path.join(folder, lists_folder, part.replace('Inaturalist', list_prefix)), 'w') as handle:
             handle.write(''.join(path + '\n' for name, path, _ in rows if name == part))
     for s, (_, path, c) in enumerate(rows):
         _save(class_image(c, s, size), os.path.join(folder, path))

@@ -133,14 +133,14 @@ def test_missing_partition_file_and_image_folder(tmp_path):
 def test_inaturalist_classes_from_the_class_id_folders(inaturalist):
     data = datasets.select('inaturalist', options(), inaturalist)
     rows = generated.inaturalist_rows()
-    for split, part in (('training', 'iNaturalist_train_set1.txt'), ('testing', 'iNaturalist_test_set1.txt')):
+    for split, part in (('training', 'Inaturalist_train_set1.txt'), ('testing', 'Inaturalist_test_set1.txt')):
         ids = sorted({int(path.split('/')[-2]) for name, path, _ in rows if name == part})
         dataset = data[split]
         assert [int(name.split('/')[1]) for _, name in sorted(dataset.conversion.items())] == ids
         for path, label in dataset.image_list:
             assert dataset.conversion[label] == '/'.join(path.split('/')[-3:-1])
         assert dataset.query_gallery is None
-    listed = [os.path.join(inaturalist, p) for name, p, _ in rows if name == 'iNaturalist_train_set1.txt']
+    listed = [os.path.join(inaturalist, p) for name, p, _ in rows if name == 'Inaturalist_train_set1.txt']
     assert sorted(p for p, _ in data['training'].image_list) == sorted(listed)
 
 
@@ -151,10 +151,26 @@ def test_inaturalist_lists_in_the_splits_folder_and_tv_split(tmp_path):
     assert len(data['testing']) == 12
 
 
+def test_inaturalist_accepts_the_release_names_and_the_old_spelling(tmp_path):
+    for prefix in ('Inaturalist', 'iNaturalist'):
+        for lists_folder in ('Inat_dataset_splits', ''):
+            folder = generated.make_inaturalist(str(tmp_path / prefix / (lists_folder or 'beside')), size=8,
+                                                lists_folder=lists_folder, list_prefix=prefix)
+            data = datasets.select('inaturalist', options(), folder)
+            assert len(data['training'].avail_classes) == 6 and len(data['testing'].avail_classes) == 4
+
+
+def test_missing_lists_name_the_release_file(tmp_path):
+    folder = tmp_path / 'inaturalist'
+    (folder / 'train_val2018').mkdir(parents=True)
+    with pytest.raises(DatasetError, match='Inat_dataset_splits/Inaturalist_train_set1.txt not found'):
+        datasets.select('inaturalist', options(), str(folder))
+
+
 def test_malformed_list_line_names_file_and_line(tmp_path, inaturalist):
     folder = str(tmp_path / 'inaturalist')
     shutil.copytree(inaturalist, folder, symlinks=True)
-    path = os.path.join(folder, 'iNaturalist_test_set1.txt')
+    path = os.path.join(folder, 'Inaturalist_test_set1.txt')
     with open(path) as handle:
         lines = handle.read().splitlines()
     lines[3] = lines[3].replace('/', '/x', 2).replace(lines[3].split('/')[2], 'not_an_id')
@@ -165,5 +181,5 @@ def test_malformed_list_line_names_file_and_line(tmp_path, inaturalist):
 
 
 def test_registry_lists_the_new_benchmarks():
-    with pytest.raises(NotImplementedError, match='online_products, inshop, inaturalist, digits'):
+    with pytest.raises(NotImplementedError, match='online_products, inshop, inaturalist, digits, csv, folder'):
         datasets.select('imagenet', options(), '/nonexistent')

@@ -20,7 +20,7 @@ class RunContext:
     opt: argparse.Namespace            # the user's options, as parsed (or as saved, when resuming)
     lsd_trainer: bool                  # main.py (True) or main_original.py (False)
     uses_lsd: bool                     # the LSD trainer with an `<loss>_lsd` criterion: a teacher exists
-    data_folder: str                   # <--source_path>/<--dataset>
+    data_folder: str                   # <--source_path>/<--dataset>; own data (csv, folder): --source_path
     results_folder: str                # <--save_path>/<--dataset>: the parent of run folders
     savename: str                      # --savename after the reference's group_plus_seed substitution
     device: torch.device

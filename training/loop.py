@@ -214,7 +214,8 @@ def derive_context(opt, lsd_trainer, data_folder=None):
     import criteria
     import datasets
     setup.validate_options(opt, lsd_trainer)
-    datasets.check_data_folder(opt.dataset, data_folder or opt.source_path + '/' + opt.dataset)
+    data_folder = data_folder or datasets.data_folder(opt.dataset, opt.source_path)
+    datasets.check_data_folder(opt.dataset, data_folder)
     setup.print_notices(opt)
     resume_state, run_folder = None, None
     if opt.resume:
@@ -232,7 +233,7 @@ def derive_context(opt, lsd_trainer, data_folder=None):
     distributed.check_batch_size(opt.bs, world)
     context = RunContext(
         opt=opt, lsd_trainer=lsd_trainer, uses_lsd=lsd_trainer and criteria.is_lsd(opt.loss),
-        data_folder=data_folder or opt.source_path + '/' + opt.dataset,
+        data_folder=data_folder,
         results_folder=opt.save_path + '/' + opt.dataset, savename=setup.substituted_savename(opt),
         device=device, world=world, run_folder=run_folder, resume_state=resume_state,
         wandb_run_id=resume_state.get('wandb_run_id') if resume_state else None)
@@ -400,6 +401,7 @@ def read_pickled_options(path):
 def options_for_resume(cli_opt):
     """(options, data folder) of the killed run, from its hypa.pkl, plus the few machine-specific flags
     given now (--kernels, --gpu, --wandb_key)."""
+    import datasets
     run_folder = os.path.abspath(cli_opt.resume)
     hypa = os.path.join(run_folder, 'hypa.pkl')
     if not os.path.isfile(hypa):
@@ -410,9 +412,9 @@ def options_for_resume(cli_opt):
     for key in vars(defaults):       # the flags only: derived values are derived again
         if hasattr(saved, key):
             setattr(opt, key, getattr(saved, key))
-    data_folder = opt.source_path    # recorded as <source_path>/<dataset>
+    data_folder = opt.source_path    # recorded as <source_path>/<dataset> (own data: the CSV file or folder)
     suffix = '/' + opt.dataset
-    if opt.source_path.endswith(suffix):
+    if opt.source_path.endswith(suffix) and not datasets.is_own_data(opt.dataset):
         opt.source_path = opt.source_path[:-len(suffix)]
     opt.save_path = os.path.dirname(os.path.dirname(run_folder))
     for key in RESUMABLE_OVERRIDES:
