@@ -180,15 +180,11 @@ def build_split(opt, split):
     return dataset_splits[key], len(dataset_splits['training'].avail_classes)
 
 
-def evaluate_split(opt, model, dataset, n_classes, device, progress='off'):
-    """The trainers' evaluation of `dataset` (evaluation.evaluate): their Embedder (device normalisation of
-    the fast pipeline's uint8 batches, the run's --amp / --channels_last) over a loader built like theirs,
-    and their metric computer, whose k-means (nmi, f1) makes as many clusters as there are training
-    classes, whatever split is evaluated; a split with query/gallery roles ranks its queries against its
-    gallery, as the trainers do. Returns the evaluation.EvaluationResult."""
+def embedder_and_loader(opt, model, dataset, device, progress='off'):
+    """The trainers' Embedder (device normalisation of the fast pipeline's uint8 batches, the run's --amp /
+    --channels_last) and a loader of `dataset` built like theirs."""
     import datasets
     import evaluation
-    import metrics
     from runtime.precision import Precision
     from utilities.progress import factory
 
@@ -198,6 +194,25 @@ def evaluate_split(opt, model, dataset, n_classes, device, progress='off'):
                                          **datasets.loader_options(opt, device))
     embedder = evaluation.Embedder(model, device, datasets.device_normaliser(opt), precision,
                                    progress=factory(progress))
+    return embedder, loader
+
+
+def embed(opt, model, dataset, device, progress='off'):
+    """Embeddings alone, as the trainers compute them: (labels, {evaltype: N x D})."""
+    embedder, loader = embedder_and_loader(opt, model, dataset, device, progress)
+    labels, features, _ = embedder(loader, opt.evaltypes)
+    return labels, features
+
+
+def evaluate_split(opt, model, dataset, n_classes, device, progress='off'):
+    """The trainers' evaluation of `dataset` (evaluation.evaluate) with their metric computer, whose k-means
+    (nmi, f1) makes as many clusters as there are training classes, whatever split is evaluated; a split with
+    query/gallery roles ranks its queries against its gallery, as the trainers do. Returns the
+    evaluation.EvaluationResult."""
+    import evaluation
+    import metrics
+
+    embedder, loader = embedder_and_loader(opt, model, dataset, device, progress)
     computer = metrics.MetricComputer(opt.evaluation_metrics, opt, n_classes=n_classes)
     return evaluation.evaluate(loader, embedder=embedder, metric_computer=computer, evaltypes=opt.evaltypes,
                                n_threads=opt.kernels)

@@ -259,8 +259,8 @@ COMMANDS = {'build': command_build, 'add': command_add, 'query': command_query}
 
 
 def main(argv=None):
-    from training import setup
-    setup.global_setup()
+    from runtime import process
+    process.global_setup()
     args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)

@@ -38,6 +38,7 @@ def reproduction_lines(command, params, seeds, group):
 def ensemble_metrics(run_folders):
     """{metric: value} of the concatenated, normalised Test embeddings of the runs' preferred checkpoints."""
     import torch
+    import metrics
     from evaluation import checkpoint_eval, split_metrics
     cli = types.SimpleNamespace(source_path='', evaluation_metrics=None, evaluate_on_gpu=False, kernels=None)
     device = checkpoint_eval.select_device()
@@ -50,8 +51,9 @@ def ensemble_metrics(run_folders):
         labels, features = checkpoint_eval.embed(opt, model, dataset, device)
         parts.append(torch.nn.functional.normalize(features[opt.evaltypes[0]].float(), dim=-1))
     joined = {opt.evaltypes[0]: torch.cat(parts, dim=1)}
-    computed, _ = checkpoint_eval.measure(opt, labels, joined, opt.evaluation_metrics, n_classes,
-                                          dataset.image_paths, getattr(dataset, 'query_gallery', None))
+    computer = metrics.MetricComputer(opt.evaluation_metrics, opt, n_classes=n_classes)
+    computed = computer.compute_of_embeddings(labels, joined, opt.evaltypes[:1], n_threads=opt.kernels,
+                                              query_gallery=getattr(dataset, 'query_gallery', None))
     numeric, _ = split_metrics(computed)
     return {name: float(value) for name, value in numeric[opt.evaltypes[0]].items()}
 
