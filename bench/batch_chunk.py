@@ -37,10 +37,11 @@ def resident_bytes():
 
 
 def options(arch, batch_size, size, embed_dim=128):
+    import architectures
     import parameters
     flags = ['--loss', 'multisimilarity', '--arch', arch, '--not_pretrained', '--embed_dim', str(embed_dim),
              '--bs', str(batch_size), '--samples_per_class', '4']
-    if arch.startswith('timm/'):
+    if architectures.backbone_config(arch)['accepts_recipe_flags']:   # --input_size applies to it
         flags += ['--input_size', str(size)]
     return parameters.read_arguments(flags)
 

@@ -77,6 +77,25 @@ def csv_logs(folder, prefix=''):
     return logs
 
 
+@pytest.fixture(scope='module')
+def single_thread():
+    """One torch thread for a module of thousands of tiny calls: a thread pool only adds wake-up latency."""
+    import torch
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def logged_test_metrics(run_folder):
+    """{column: value} of the last row of every Data_Test_* CSV log of a run folder."""
+    values = {}
+    for name, rows in csv_logs(run_folder, 'Data_Test_').items():
+        header, last = rows[0], rows[-1]
+        values.update({column: float(value) for column, value in zip(header, last)})
+    return values
+
+
 def run_trainer_in_process(args, script='main.py'):
     """`python <script> args` in this process: the same `main()` the scripts call, without a fresh interpreter's
     imports (~5.5 s a process on these machines). For start-up errors, and for runs compared only within bounds:

@@ -19,12 +19,7 @@ NAMES = {'random': 'random', 'semihard': 'semihard', 'softhard': 'softhard', 'di
          'random_distance': 'distance', 'intra_random': 'random'}
 
 
-@pytest.fixture(autouse=True, scope='module')
-def single_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures('single_thread')
 
 
 def options(*argv):

@@ -19,13 +19,7 @@ import parameters
 N_DRAWS = 2000
 
 
-@pytest.fixture(autouse=True, scope='module')
-def single_thread():
-    """Thousands of tiny calls: torch's thread pool only adds wake-up latency on a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures('single_thread')
 
 
 def options(*argv):

@@ -25,12 +25,7 @@ JOINED = np.concatenate([BATCH_LABELS, MEMORY_LABELS])
 B, N = len(BATCH_LABELS), len(JOINED)
 
 
-@pytest.fixture(autouse=True, scope='module')
-def single_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures('single_thread')
 
 
 def rows(n, seed):

@@ -6,11 +6,11 @@ import json
 import os
 
 import numpy as np
-import pandas as pd
 import pytest
 
 import architectures
 import synthetic_retrieval_data as generated
+from conftest import logged_test_metrics
 from datasets import inshop
 from evaluation import checkpoint_eval
 from query_gallery_bruteforce import brute_force
@@ -49,15 +49,6 @@ def trained(tmp_path_factory):
     finally:
         patch.undo()
     return root, run_folder, result, exported, out
-
-
-def logged_test_metrics(run_folder):
-    values = {}
-    for name in os.listdir(os.path.join(run_folder, 'CSV_Logs')):
-        if name.startswith('Data_Test_'):
-            table = pd.read_csv(os.path.join(run_folder, 'CSV_Logs', name))
-            values.update({column: float(table[column].iloc[-1]) for column in table.columns})
-    return values
 
 
 def test_run_logs_query_gallery_metrics_and_checkpoints_on_improvement(trained):

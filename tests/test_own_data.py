@@ -18,7 +18,7 @@ from PIL import Image
 import architectures
 import datasets
 import parameters
-from conftest import run_trainer_in_process
+from conftest import logged_test_metrics, run_trainer_in_process
 from datasets import write_digits
 from datasets.boxes import BoxedPath
 from datasets.decoding import decode_rgb, load_pil_rgb
@@ -55,15 +55,6 @@ def written(tmp_path_factory):
     return {'csv_query_gallery': write_digits.write(str(root / 'qg'), True, PER_CLASS, query_gallery=True),
             'csv_all': write_digits.write(str(root / 'all'), True, PER_CLASS, box=True),
             'folder': write_digits.write(str(root / 'folder'), False, PER_CLASS)}
-
-
-def logged_test_metrics(run_folder):
-    values = {}
-    for name in os.listdir(os.path.join(run_folder, 'CSV_Logs')):
-        if name.startswith('Data_Test_'):
-            table = pd.read_csv(os.path.join(run_folder, 'CSV_Logs', name))
-            values.update({column: float(table[column].iloc[-1]) for column in table.columns})
-    return values
 
 
 @pytest.fixture(scope='module', params=['csv_query_gallery', 'csv_all', 'folder'])
