@@ -108,3 +108,29 @@ def test_sweep_names_follow_the_fold(tmp_path):
     assert names[2:] == [stem + '_fold0_s3', stem + '_fold1_s3'] and stem.startswith('main_margin_')
     plain, _ = plan_runs(parse_commands('python main.py --dataset digits --group G --seed 3\n'), str(tmp_path))
     assert plain[0].savename == 'G_s3'    # without folds: the names of before
+
+
+@pytest.mark.parametrize('as_csv', [True, False], ids=['csv', 'folder'])
+def test_own_data_class_folds_through_the_dataset_builder(tmp_path, as_csv):
+    """--cv_folds splits the train rows of a user's CSV and the training classes of an image folder."""
+    from datasets import write_digits
+    source = write_digits.write(str(tmp_path / 'own'), as_csv, 6)
+    name = 'csv' if as_csv else 'folder'
+
+    def splits(*flags):
+        opt = parameters.read_arguments(['--dataset', name, '--source_path', source, '--arch', 'resnet18_frozen']
+                                        + list(flags))
+        return datasets.select(name, opt, datasets.data_folder(name, source))
+
+    full = splits()
+    label_of = dict(full['training'].image_list)
+    seen = set()
+    for fold in range(2):
+        folded = splits('--cv_folds', '2', '--cv_fold', str(fold))
+        train, val = image_set(folded['training']), image_set(folded['validation'])
+        assert train | val == set(label_of) and not train & val
+        val_classes = {label_of[path] for path in val}
+        assert not val_classes & {label_of[path] for path in train}     # class-disjoint
+        assert image_set(folded['testing']) == image_set(full['testing'])
+        seen |= val_classes
+    assert seen == set(label_of.values())
