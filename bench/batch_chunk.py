@@ -46,21 +46,28 @@ def options(arch, batch_size, size, embed_dim=128):
     return parameters.read_arguments(flags)
 
 
-def one(arch, batch_size, chunk, size, steps):
-    """Time `steps` trainer steps (after one warm-up step) in this process; returns the figures."""
+def training_step_parts(arch, batch_size, size):
+    """(device, network, multisimilarity objective, Adam) of one benchmarked configuration, seeded."""
     import torch
     import architectures
     import criteria
-    from training import engine
-    from runtime.precision import Precision
-    cuda = torch.cuda.is_available()
-    device = torch.device('cuda' if cuda else 'cpu')
+    device = torch.device('cuda' if torch.cuda.is_available() else 'cpu')
     opt = options(arch, batch_size, size)
     torch.manual_seed(0)
     model = architectures.select(arch, opt).to(device)
     objective, groups = criteria.build_objective('multisimilarity', opt, max(2, batch_size // 4), None)
     objective.to(device)
     optimizer = torch.optim.Adam([{'params': list(model.parameters()), 'lr': 1e-5}] + groups)
+    return device, model, objective, optimizer
+
+
+def one(arch, batch_size, chunk, size, steps):
+    """Time `steps` trainer steps (after one warm-up step) in this process; returns the figures."""
+    import torch
+    from training import engine
+    from runtime.precision import Precision
+    cuda = torch.cuda.is_available()
+    device, model, objective, optimizer = training_step_parts(arch, batch_size, size)
     labels = torch.arange(batch_size) // 4
     batches = [(labels, torch.randn(batch_size, 3, size, size), torch.arange(batch_size)) for _ in range(steps + 1)]
     precision = Precision('off', 'off', device)
@@ -90,17 +97,9 @@ def overhead(arch, batch_size, chunk, size, rounds):
     both alike); the median of `rounds` each after one warm-up step of each."""
     import statistics
     import torch
-    import architectures
-    import criteria
     from training import engine
     from runtime.precision import Precision
-    device = torch.device('cuda' if torch.cuda.is_available() else 'cpu')
-    opt = options(arch, batch_size, size)
-    torch.manual_seed(0)
-    model = architectures.select(arch, opt).to(device)
-    objective, groups = criteria.build_objective('multisimilarity', opt, max(2, batch_size // 4), None)
-    objective.to(device)
-    optimizer = torch.optim.Adam([{'params': list(model.parameters()), 'lr': 1e-5}] + groups)
+    device, model, objective, optimizer = training_step_parts(arch, batch_size, size)
     batch = [(torch.arange(batch_size) // 4, torch.randn(batch_size, 3, size, size), torch.arange(batch_size))]
     precision = Precision('off', 'off', device)
     seconds = {0: [], chunk: []}
