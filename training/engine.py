@@ -13,13 +13,9 @@ import torch
 
 from runtime import distributed
 from training.chunked_step import ChunkedStep
+from training.chunked_step import embedding_of as first_output
 from training.errors import TrainingDiverged, TrainingInterrupted
 from training.grad_stats import StepMetrics, gradient_statistics
-
-
-def first_output(output):
-    """Backbones return (embedding, extras) or a plain embedding tensor (googlenet)."""
-    return output[0] if isinstance(output, tuple) else output
 
 
 def to_device(images, device, normalise):
